@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+// The package is layered in the order data flows through it:
+// files (XLFormats) → tensors and kernels (XLTensors) → tokenizer (XLTokenizer)
+// → models (XLModels) → generation (XLGeneration) → the umbrella library (XLlama)
+// → the `xllama` command line.
+import PackageDescription
+
+#if os(Linux)
+let blasSettings: [LinkerSetting] = [.linkedLibrary("openblas")]
+#else
+let blasSettings: [LinkerSetting] = [.linkedFramework("Accelerate")]
+#endif
+
+let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+  name: "xllama",
+  platforms: [.macOS(.v14)],
+  products: [
+    .library(name: "XLlama", targets: ["XLlama"]),
+    .executable(name: "xllama", targets: ["XLlamaCLI"]),
+  ],
+  targets: [
+    .systemLibrary(
+      name: "CBLAS",
+      path: "Sources/CBLAS",
+      providers: [.apt(["libopenblas-dev"])]),
+    .target(
+      name: "XLTensors",
+      dependencies: [.target(name: "CBLAS", condition: .when(platforms: [.linux]))],
+      swiftSettings: optimized,
+      linkerSettings: blasSettings),
+    .target(name: "XLFormats", dependencies: ["XLTensors"], swiftSettings: optimized),
+    .target(name: "XLTokenizer", swiftSettings: optimized),
+    .target(
+      name: "XLModels", dependencies: ["XLTensors", "XLFormats", "XLTokenizer"],
+      swiftSettings: optimized),
+    .target(
+      name: "XLGeneration", dependencies: ["XLModels", "XLTokenizer"],
+      swiftSettings: optimized),
+    .target(
+      name: "XLlama",
+      dependencies: ["XLTensors", "XLFormats", "XLTokenizer", "XLModels", "XLGeneration"]),
+    .executableTarget(name: "XLlamaCLI", dependencies: ["XLlama"], swiftSettings: optimized),
+    .testTarget(name: "XLTensorsTests", dependencies: ["XLTensors"]),
+  ]
+)

@@ -1,0 +1,2 @@
+import XLlama
+print("xllama")
