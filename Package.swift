@@ -39,9 +39,22 @@ let package = Package(
       name: "XLGeneration", dependencies: ["XLModels", "XLTokenizer"],
       swiftSettings: optimized),
     .target(
+      name: "XLTraining", dependencies: ["XLTensors", "XLModels", "XLTokenizer"],
+      swiftSettings: optimized),
+    .target(
+      name: "XLEval", dependencies: ["XLModels", "XLTokenizer"], swiftSettings: optimized),
+    .target(
       name: "XLlama",
-      dependencies: ["XLTensors", "XLFormats", "XLTokenizer", "XLModels", "XLGeneration"]),
+      dependencies: [
+        "XLTensors", "XLFormats", "XLTokenizer", "XLModels", "XLGeneration", "XLTraining", "XLEval",
+      ]),
     .executableTarget(name: "XLlamaCLI", dependencies: ["XLlama"], swiftSettings: optimized),
     .testTarget(name: "XLTensorsTests", dependencies: ["XLTensors"]),
+    .testTarget(name: "XLFormatsTests", dependencies: ["XLFormats"], resources: [.copy("Resources")]),
+    .testTarget(name: "XLTokenizerTests", dependencies: ["XLTokenizer"]),
+    .testTarget(name: "XLModelsTests", dependencies: ["XLModels", "XLFormats"]),
+    .testTarget(name: "XLGenerationTests", dependencies: ["XLGeneration", "XLModels"]),
+    .testTarget(name: "XLTrainingTests", dependencies: ["XLTraining", "XLModels"]),
+    .testTarget(name: "XLEvalTests", dependencies: ["XLEval", "XLModels"]),
   ]
 )

@@ -4,3 +4,5 @@
 @_exported import XLModels
 @_exported import XLTensors
 @_exported import XLTokenizer
+@_exported import XLTraining
+@_exported import XLEval
