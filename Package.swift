@@ -36,7 +36,7 @@ let package = Package(
       name: "XLModels", dependencies: ["XLTensors", "XLFormats", "XLTokenizer"],
       swiftSettings: optimized),
     .target(
-      name: "XLGeneration", dependencies: ["XLModels", "XLTokenizer"],
+      name: "XLGeneration", dependencies: ["XLTensors", "XLModels", "XLTokenizer"],
       swiftSettings: optimized),
     .target(
       name: "XLTraining", dependencies: ["XLTensors", "XLModels", "XLTokenizer"],

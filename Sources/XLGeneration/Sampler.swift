@@ -1,4 +1,5 @@
 import Foundation
+import XLTensors
 
 /// How the next token is chosen from a row of logits.
 ///
@@ -49,26 +50,6 @@ public struct SamplingParameters: Sendable, Equatable {
     if !(repetitionPenalty > 0) || !repetitionPenalty.isFinite {
       throw GenerationError.invalidParameter(name: "repetition-penalty", value: "\(repetitionPenalty)", expected: "a finite number > 0")
     }
-  }
-}
-
-/// SplitMix64: a small, fast generator whose stream is fixed by its seed on every platform.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-  private var state: UInt64
-
-  public init(seed: UInt64) { state = seed }
-
-  public mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-
-  /// A uniform draw in [0, 1) with 53 random bits.
-  public mutating func nextUnit() -> Double {
-    Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
   }
 }
 

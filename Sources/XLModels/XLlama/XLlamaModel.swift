@@ -1,0 +1,215 @@
+import Foundation
+import XLTensors
+
+/// The xLlama student: a Llama whose self-attention is replaced by an mLSTM token mixer.
+///
+/// Mixer, for normalized input x (S, D) of one sequence:
+/// `q, k, v` from projections (k and v shared by NH/NKV query heads), gates
+/// `i = c·tanh(igate(x)/c)` and `f = c·tanh(fgate(x)/c)` with the soft cap c, the mLSTM cell
+/// (chunkwise for prefill, recurrent for one token), a per-head LayerNorm over DH (mean-centred,
+/// weight only, eps = rms_norm_eps), the output gate `σ(ogate(x))` and `out_proj`. The MLP,
+/// norms and embedding are the teacher's; `lm_head` is a separate matrix. Follows
+/// `MLSTMMixer`/`Student` of the reference xllama_ref.py built on NX-AI's xlstm 2.0.6.
+public final class XLlamaModel: LanguageModel, @unchecked Sendable {
+  public let configuration: ModelConfiguration
+  let embedding: [Float]  // (V, D)
+  let layers: [XLlamaLayerWeights]
+  let finalNorm: [Float]  // (D)
+  let outputProjection: [Float]  // (V, D)
+
+  /// The student has a fixed-size state, so its sessions have no context limit.
+  public var contextLimit: Int? { nil }
+
+  /// Loads the checkpoint-named weights from `provider`, checking every shape.
+  public init(configuration: ModelConfiguration, weights provider: TensorProvider, source: String) throws {
+    var c = configuration
+    c.modelType = "xllama"
+    try c.validate(source: source)
+    self.configuration = c
+    let reader = WeightReader(provider: provider, source: source)
+    embedding = try reader.read(XLlamaParameterNames.embedding, shape: [c.vocabularySize, c.hiddenSize])
+    finalNorm = try reader.read(XLlamaParameterNames.finalNorm, shape: [c.hiddenSize])
+    outputProjection = try reader.read(XLlamaParameterNames.outputProjection, shape: [c.vocabularySize, c.hiddenSize])
+    layers = try (0..<c.layerCount).map { try XLlamaLayerWeights(reader: reader, layer: $0, configuration: c) }
+  }
+
+  public func makeSession() -> any ModelSession { XLlamaSession(model: self) }
+
+  /// A session that continues from saved recurrent states (one per layer).
+  public func makeSession(states: [MLSTMState], tokenCount: Int) throws -> XLlamaSession {
+    let session = XLlamaSession(model: self)
+    try session.restore(states: states, tokenCount: tokenCount)
+    return session
+  }
+
+  /// The zero state of one layer.
+  func initialState() -> MLSTMState {
+    MLSTMState(zeros: 1, heads: configuration.headCount, keyDim: configuration.headDim, valueDim: configuration.headDim)
+  }
+}
+
+/// A student's running sequence: one mLSTM state (C, n, m per head) per layer, of fixed size
+/// whatever the context length.
+public final class XLlamaSession: ModelSession {
+  let model: XLlamaModel
+  public private(set) var tokenCount = 0
+  public private(set) var states: [MLSTMState]
+
+  init(model: XLlamaModel) {
+    self.model = model
+    states = (0..<model.configuration.layerCount).map { _ in model.initialState() }
+  }
+
+  public func fork() -> any ModelSession {
+    let copy = XLlamaSession(model: model)
+    copy.tokenCount = tokenCount
+    copy.states = states
+    return copy
+  }
+
+  /// Replaces the recurrent states; their count and sizes must match the model.
+  public func restore(states newStates: [MLSTMState], tokenCount count: Int) throws {
+    let expected = model.initialState()
+    guard newStates.count == model.configuration.layerCount else {
+      throw ModelError.invalidState(path: "state", reason: "has \(newStates.count) layers, expected \(model.configuration.layerCount)")
+    }
+    for (index, state) in newStates.enumerated() where !state.hasSameShape(as: expected) {
+      throw ModelError.invalidState(path: "state", reason: "layer \(index) has a state of another shape than the model's")
+    }
+    states = newStates
+    tokenCount = count
+  }
+
+  public func append(_ tokens: [Int], logits selection: LogitSelection) throws -> Tensor {
+    let c = model.configuration
+    try validate(tokens, vocabularySize: c.vocabularySize)
+    if tokens.isEmpty { return Tensor(zeros: [0, c.vocabularySize]) }
+    let s = tokens.count
+    let d = c.hiddenSize
+    var hidden = [Float](repeating: 0, count: s * d)
+    model.embedding.withUnsafeBufferPointer { table in
+      for (row, token) in tokens.enumerated() {
+        for j in 0..<d { hidden[row * d + j] = table[token * d + j] }
+      }
+    }
+    for layer in 0..<c.layerCount {
+      forwardLayer(layer, hidden: &hidden, count: s)
+    }
+    tokenCount += s
+    return LogitsProjection.compute(
+      hidden: hidden, rows: s, selection: selection, norm: model.finalNorm,
+      eps: c.rmsNormEps, outputProjection: model.outputProjection, vocabularySize: c.vocabularySize)
+  }
+
+  // hidden: (S, D), updated in place.
+  private func forwardLayer(_ index: Int, hidden: inout [Float], count s: Int) {
+    let c = model.configuration
+    let weights = model.layers[index]
+    let d = c.hiddenSize
+    let nh = c.headCount
+    let dh = c.headDim
+    let queryWidth = nh * dh
+    let keyWidth = c.keyValueHeadCount * dh
+    let projected = 2 * queryWidth + 2 * keyWidth + 2 * nh
+
+    var normed = [Float](repeating: 0, count: s * d)
+    Kernels.rmsNorm(hidden, rows: s, dim: d, weight: weights.inputNorm, eps: c.rmsNormEps, into: &normed)
+    var fused = [Float](repeating: 0, count: s * projected)
+    BLAS.linear(normed, rows: s, inFeatures: d, weight: weights.mixerInput, outFeatures: projected, into: &fused)
+
+    let inputs = MixerInputs(fused: fused, rows: s, configuration: c, gateBiases: weights.gateBiases)
+    let cellOutput: Tensor
+    if s == 1 {
+      cellOutput = MLSTMCell.recurrentStep(
+        q: inputs.queries, k: inputs.keys, v: inputs.values, i: inputs.inputGates, f: inputs.forgetGates,
+        state: &states[index], eps: c.cellEps)
+    } else {
+      cellOutput = MLSTMCell.chunkwise(
+        q: inputs.queries, k: inputs.keys, v: inputs.values, i: inputs.inputGates, f: inputs.forgetGates,
+        state: &states[index], chunkSize: c.chunkSize, eps: c.cellEps)
+    }
+
+    // Per-head LayerNorm, output gate, (S, NH·DH) layout for out_proj.
+    var gated = [Float](repeating: 0, count: s * queryWidth)
+    let outputGateOffset = queryWidth + 2 * keyWidth
+    cellOutput.data.withUnsafeBufferPointer { h in
+      for head in 0..<nh {
+        for row in 0..<s {
+          let source = h.baseAddress! + (head * s + row) * dh
+          var mean: Float = 0
+          for j in 0..<dh { mean += source[j] }
+          mean /= Float(dh)
+          var variance: Float = 0
+          for j in 0..<dh { variance += (source[j] - mean) * (source[j] - mean) }
+          let inverse = 1 / (variance / Float(dh) + c.rmsNormEps).squareRoot()
+          for j in 0..<dh {
+            let column = head * dh + j
+            let gate = fused[row * projected + outputGateOffset + column]
+            let sigmoid = 1 / (1 + exp(-gate))
+            gated[row * queryWidth + column] = (source[j] - mean) * inverse * weights.headNorm[column] * sigmoid
+          }
+        }
+      }
+    }
+    BLAS.linear(gated, rows: s, inFeatures: queryWidth, weight: weights.outputProjection, outFeatures: d, into: &hidden, accumulate: true)
+
+    Kernels.rmsNorm(hidden, rows: s, dim: d, weight: weights.postAttentionNorm, eps: c.rmsNormEps, into: &normed)
+    let width = c.intermediateSize
+    var gateAndUp = [Float](repeating: 0, count: s * 2 * width)
+    BLAS.linear(normed, rows: s, inFeatures: d, weight: weights.mlpInput, outFeatures: 2 * width, into: &gateAndUp)
+    var activated = [Float](repeating: 0, count: s * width)
+    for row in 0..<s {
+      for j in 0..<width {
+        let g = gateAndUp[row * 2 * width + j]
+        activated[row * width + j] = g / (1 + exp(-g)) * gateAndUp[row * 2 * width + width + j]
+      }
+    }
+    BLAS.linear(activated, rows: s, inFeatures: width, weight: weights.downProjection, outFeatures: d, into: &hidden, accumulate: true)
+  }
+}
+
+/// The cell's inputs cut out of the fused projection, in the (B=1, NH, S, DH) layout of the
+/// mLSTM kernels, with key/value heads repeated for their query heads and gates soft-capped.
+struct MixerInputs {
+  let queries: Tensor  // (1, NH, S, DH)
+  let keys: Tensor  // (1, NH, S, DH)
+  let values: Tensor  // (1, NH, S, DH)
+  let inputGates: Tensor  // (1, NH, S)
+  let forgetGates: Tensor  // (1, NH, S)
+
+  // fused: (S, P) with columns q | k | v | ogate | igate | fgate.
+  init(fused: [Float], rows s: Int, configuration c: ModelConfiguration, gateBiases: [Float]) {
+    let nh = c.headCount
+    let dh = c.headDim
+    let queryWidth = nh * dh
+    let keyWidth = c.keyValueHeadCount * dh
+    let projected = 2 * queryWidth + 2 * keyWidth + 2 * nh
+    let group = c.groupSize
+    var q = [Float](repeating: 0, count: nh * s * dh)
+    var k = q
+    var v = q
+    var i = [Float](repeating: 0, count: nh * s)
+    var f = i
+    let cap = c.gateSoftCap
+    let gateOffset = 2 * queryWidth + 2 * keyWidth
+    for head in 0..<nh {
+      let kvColumn = queryWidth + (head / group) * dh
+      for row in 0..<s {
+        let base = row * projected
+        let target = (head * s + row) * dh
+        for j in 0..<dh {
+          q[target + j] = fused[base + head * dh + j]
+          k[target + j] = fused[base + kvColumn + j]
+          v[target + j] = fused[base + kvColumn + keyWidth + j]
+        }
+        i[head * s + row] = cap * tanh((fused[base + gateOffset + head] + gateBiases[head]) / cap)
+        f[head * s + row] = cap * tanh((fused[base + gateOffset + nh + head] + gateBiases[nh + head]) / cap)
+      }
+    }
+    queries = Tensor(shape: [1, nh, s, dh], data: q)
+    keys = Tensor(shape: [1, nh, s, dh], data: k)
+    values = Tensor(shape: [1, nh, s, dh], data: v)
+    inputGates = Tensor(shape: [1, nh, s], data: i)
+    forgetGates = Tensor(shape: [1, nh, s], data: f)
+  }
+}
