@@ -1,2 +1,0 @@
-import XLlama
-print("xllama")
