@@ -32,6 +32,8 @@ public struct GenerationSummary: Sendable {
   public var generatedTokens: [Int]
   public var text: String
   public var stopReason: StopReason
+  /// The stop token that ended the generation; it was fed to the session but is not in `text`.
+  public var stopTokenID: Int?
   /// Seconds spent reading the prompt (prefill).
   public var promptSeconds: Double
   /// Seconds spent producing the new tokens (decode).
@@ -47,7 +49,7 @@ public struct GenerationSummary: Sendable {
 ///
 /// The session passed in (or a new one) keeps the context, so a conversation can continue
 /// after `generate` returns; a student's session can also be saved with `StateFile`.
-public struct Generator {
+public struct Generator: Sendable {
   public let model: any LanguageModel
   public let tokenizer: BPETokenizer
 
@@ -77,6 +79,7 @@ public struct Generator {
     var generated: [Int] = []
     var text = ""
     var reason = StopReason.maxTokens
+    var stopTokenID: Int? = nil
 
     let promptStart = Date()
     var logits = try session.append(promptTokens, logits: .last)
@@ -88,6 +91,7 @@ public struct Generator {
       if options.stopTokenIDs.contains(token) {
         _ = try session.append([token], logits: .none)
         reason = .stopToken
+        stopTokenID = token
         break
       }
       generated.append(token)
@@ -106,7 +110,7 @@ public struct Generator {
       _ = onText(tail)
     }
     return GenerationSummary(
-      promptTokens: promptTokens.count, generatedTokens: generated, text: text, stopReason: reason,
+      promptTokens: promptTokens.count, generatedTokens: generated, text: text, stopReason: reason, stopTokenID: stopTokenID,
       promptSeconds: promptSeconds, generationSeconds: Date().timeIntervalSince(generationStart))
   }
 

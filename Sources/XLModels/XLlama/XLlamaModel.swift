@@ -73,7 +73,7 @@ public final class XLlamaSession: ModelSession {
     guard newStates.count == model.configuration.layerCount else {
       throw ModelError.invalidState(path: "state", reason: "has \(newStates.count) layers, expected \(model.configuration.layerCount)")
     }
-    for (index, state) in newStates.enumerated() where !state.hasSameShape(as: expected) {
+    for (index, state) in newStates.enumerated() where state.c.shape != expected.c.shape || state.n.shape != expected.n.shape || state.m.shape != expected.m.shape {
       throw ModelError.invalidState(path: "state", reason: "layer \(index) has a state of another shape than the model's")
     }
     states = newStates
@@ -122,11 +122,11 @@ public final class XLlamaSession: ModelSession {
     if s == 1 {
       cellOutput = MLSTMCell.recurrentStep(
         q: inputs.queries, k: inputs.keys, v: inputs.values, i: inputs.inputGates, f: inputs.forgetGates,
-        state: &states[index], eps: c.cellEps)
+        state: &states[index])
     } else {
       cellOutput = MLSTMCell.chunkwise(
         q: inputs.queries, k: inputs.keys, v: inputs.values, i: inputs.inputGates, f: inputs.forgetGates,
-        state: &states[index], chunkSize: c.chunkSize, eps: c.cellEps)
+        state: &states[index], chunkSize: c.chunkSize)
     }
 
     // Per-head LayerNorm, output gate, (S, NH·DH) layout for out_proj.
