@@ -111,7 +111,7 @@ struct ParsedOptions {
 /// Help text of one verb.
 func helpText(verb: String, summary: String, usage: String, specs: [OptionSpec]) -> String {
   var lines = ["usage: xllama \(verb) \(usage)", "", summary, "", "options:"]
-  let labels = specs.map { $0.valueName.map { v in "\($0.name) \(v)" } ?? $0.name }
+  let labels = specs.map { spec in spec.valueName.map { "\(spec.name) \($0)" } ?? spec.name }
   let width = (labels.map(\.count).max() ?? 0) + 2
   for (spec, label) in zip(specs, labels) {
     var line = "  " + label.padding(toLength: width, withPad: " ", startingAt: 0) + spec.help

@@ -213,3 +213,22 @@ struct MixerInputs {
     forgetGates = Tensor(shape: [1, nh, s], data: f)
   }
 }
+
+extension XLlamaModel {
+  /// The mixing matrix `Cmix` (1, NH, S, S) of layer `layer` for a layer input `hidden` (S, D):
+  /// the matrix with `h = Cmix · v` that MOHAWK's first stage aligns with attention.
+  public func mixingMatrix(layer index: Int, hidden: Tensor) -> Tensor {
+    let c = configuration
+    let weights = layers[index]
+    let s = hidden.shape[0]
+    let d = c.hiddenSize
+    precondition(hidden.shape == [s, d], "hidden must be (S, D)")
+    let projected = 2 * c.headCount * c.headDim + 2 * c.keyValueHeadCount * c.headDim + 2 * c.headCount
+    var normed = [Float](repeating: 0, count: s * d)
+    Kernels.rmsNorm(hidden.data, rows: s, dim: d, weight: weights.inputNorm, eps: c.rmsNormEps, into: &normed)
+    var fused = [Float](repeating: 0, count: s * projected)
+    BLAS.linear(normed, rows: s, inFeatures: d, weight: weights.mixerInput, outFeatures: projected, into: &fused)
+    let inputs = MixerInputs(fused: fused, rows: s, configuration: c, gateBiases: weights.gateBiases)
+    return MLSTMCell.mixingMatrix(q: inputs.queries, k: inputs.keys, i: inputs.inputGates, f: inputs.forgetGates)
+  }
+}
