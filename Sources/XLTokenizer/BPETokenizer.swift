@@ -9,16 +9,16 @@ import Foundation
 /// merges produce every multi-byte token (`ignore_merges` off).
 public final class BPETokenizer: Sendable {
   /// Token strings indexed by id, in the GPT-2 byte alphabet (special tokens as plain text).
-  private let tokens: [String]
+  let tokens: [String]
   /// Raw bytes each id decodes to.
   private let tokenBytes: [[UInt8]]
   private let tokenIDs: [String: Int]
   /// Merge table keyed by `left << 32 | right` token ids.
-  private let merges: [UInt64: Merge]
+  let merges: [UInt64: Merge]
   /// Token id of each single byte, or -1 where the vocabulary lacks that byte.
   private let byteTokenIDs: [Int32]
   private let specialMatcher: SpecialTokenMatcher
-  private let preTokenizer: PreTokenizer
+  let preTokenizer: PreTokenizer
   private let cache = WordCache(capacity: 100_000)
 
   /// Id of the beginning-of-sequence token, if the model has one.

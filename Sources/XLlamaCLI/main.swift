@@ -19,7 +19,7 @@ func printError(_ message: String) {
   FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
 }
 
-func mainHelp() -> String {
+@MainActor func mainHelp() -> String {
   var lines = [
     "xllama: turn a Llama-family transformer into an xLlama (mLSTM token mixer) and run both on CPU.",
     "",

@@ -54,7 +54,7 @@ enum GGUFConfiguration {
     guard let merges = file.metadata["tokenizer.ggml.merges"]?.stringArray else {
       throw ModelError.invalidConfiguration(source: source, key: "tokenizer.ggml.merges", reason: "is missing")
     }
-    return BPETokenizer(
+    return try BPETokenizer(
       vocabulary: tokens, merges: merges,
       tokenTypes: file.metadata["tokenizer.ggml.token_type"]?.intArray,
       bosTokenID: file.metadata["tokenizer.ggml.bos_token_id"]?.int,

@@ -93,7 +93,7 @@ public enum ModelLoader {
   static func openGGUF(_ url: URL) throws -> (ModelConfiguration, any TensorProvider, BPETokenizer, ChatTemplate?, String) {
     let file = try GGUFFile(url: url)
     let configuration = try GGUFConfiguration.configuration(from: file)
-    let weights = try GGUFWeights(file: file)
+    let weights = GGUFWeights(file: file)
     let tokenizer = try GGUFConfiguration.tokenizer(from: file)
     var template: ChatTemplate? = nil
     if let text = file.metadata["tokenizer.chat_template"]?.string {
