@@ -5,7 +5,7 @@ import XLTensors
 @testable import XLModels
 
 /// Checks every case of the fixture made by the official `mlstm_kernels` package:
-/// `mlstm_kernels.json` lists the cases, `mlstm_kernels.safetensors` holds `caseN.*` tensors.
+/// `mlstm_kernels.json` lists the cases, `mlstm_kernels.safetensors` contains `caseN.*` tensors.
 @Suite("mLSTM kernels fixture")
 struct MLSTMFixtureTests {
   static let outputTolerance: Float = 1e-4

@@ -2,8 +2,9 @@ import Foundation
 import XLTensors
 
 extension MLSTMCell {
-  /// Gradients of `sum(h · dh)` through `parallel(q:k:v:i:f:)`, as PyTorch autograd gives them
-  /// for the official parallel kernel (the row maximum m routes its gradient to its argmax).
+  /// Computes the gradients of `sum(h · dh)` through `parallel(q:k:v:i:f:)` as PyTorch autograd
+  /// gives them for the official parallel kernel, where the row maximum m routes its gradient
+  /// to its argmax. `dh` has the shape of h, (B, NH, S, DV).
   ///
   /// Safe where exp(−m) overflows (for example i = −100): the normalizer branch's gradient is
   /// computed as `g / (1 + eps · exp(m))` instead of `g · exp(−m) / (exp(−m) + eps)`, which
@@ -46,8 +47,9 @@ extension MLSTMCell {
       Tensor(shape: gateShape, data: gradients.di), Tensor(shape: gateShape, data: gradients.df))
   }
 
-  /// Gradients of `sum(Cmix · dMixing)` through `mixingMatrix(q:k:i:f:)` with respect to
-  /// q, k, i and f; `dMixing` is (B, NH, S, S) and its entries above the diagonal are ignored.
+  /// Computes the gradients of `sum(Cmix · dMixing)` through `mixingMatrix(q:k:i:f:)` with
+  /// respect to q, k, i and f. `dMixing` is (B, NH, S, S), and its entries above the diagonal
+  /// are ignored because Cmix is zero there.
   public static func mixingMatrixBackward(
     q: Tensor, k: Tensor, i: Tensor, f: Tensor, dMixing: Tensor
   ) -> (dq: Tensor, dk: Tensor, di: Tensor, df: Tensor) {

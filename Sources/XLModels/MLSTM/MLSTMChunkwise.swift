@@ -2,8 +2,8 @@ import Foundation
 import XLTensors
 
 extension MLSTMCell {
-  /// The chunkwise form: h (B, NH, S, DV) for any S ≥ 1, starting from `state` (zero or not)
-  /// and leaving the state after the last token in `state`.
+  /// Computes h (B, NH, S, DV) in chunkwise form for any S ≥ 1, starting from `state` (zero or
+  /// not) and leaving the state after the last token in `state`.
   ///
   /// Each chunk of `chunkSize` tokens gets its outputs from the state at the chunk's start
   /// (inter-chunk part) plus a causal L × L product inside the chunk (intra-chunk part), then

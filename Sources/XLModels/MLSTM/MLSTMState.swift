@@ -19,18 +19,19 @@ public struct MLSTMState: Sendable, Equatable {
   public var keyDim: Int { c.shape[2] }
   public var valueDim: Int { c.shape[3] }
 
-  /// The zero state, the state before the first token.
+  /// Creates the zero state, the state before the first token.
   public init(zeros batch: Int, heads: Int, keyDim: Int, valueDim: Int) {
     c = Tensor(zeros: [batch, heads, keyDim, valueDim])
     n = Tensor(zeros: [batch, heads, keyDim])
     m = Tensor(zeros: [batch, heads])
   }
 
-  /// A state from its three tensors; `m` may have shape (B, NH) or (B, NH, 1).
+  /// Creates a state from its three tensors, where `m` may have shape (B, NH) or (B, NH, 1).
   ///
   /// Throws `TensorError.shapeMismatch` when `n` or `m` does not fit the shape of `c`.
   public init(c: Tensor, n: Tensor, m: Tensor) throws {
     guard c.rank == 4 else {
+      // -1 marks a dimension of any size: only the rank is wrong.
       throw TensorError.shapeMismatch(name: "mLSTM state c", expected: [-1, -1, -1, -1],
                                       found: c.shape)
     }
@@ -48,7 +49,7 @@ public struct MLSTMState: Sendable, Equatable {
     self.m = m.reshaped([batch, heads])
   }
 
-  /// The number of floats in `flatValues` for a state of this size.
+  /// Returns the number of floats in `flatValues` for a state of this size.
   public static func flatCount(batch: Int, heads: Int, keyDim: Int, valueDim: Int) -> Int {
     batch * heads * (keyDim * valueDim + keyDim + 1)
   }
@@ -56,7 +57,7 @@ public struct MLSTMState: Sendable, Equatable {
   /// All values in one array for saving: `c`, then `n`, then `m`, each row-major.
   public var flatValues: [Float] { c.data + n.data + m.data }
 
-  /// A state read back from `flatValues` of a state of the given size.
+  /// Reads a state back from the `flatValues` of a state of the given size.
   ///
   /// Throws `TensorError.shapeMismatch` when the array length does not match the size.
   public init(batch: Int, heads: Int, keyDim: Int, valueDim: Int, flatValues: [Float]) throws {
