@@ -8,7 +8,8 @@ public struct RollingWindow: Sendable, Equatable {
 /// Cuts `sequence` into the windows that score each of `sequence[1...]` exactly once.
 ///
 /// Each window scores the next `stride` tokens (fewer at the end) and passes as many earlier
-/// tokens as fit in `windowLength` as their context, so every window but the first is full.
+/// tokens as fit in `windowLength` as their context, so only windows that start at the first
+/// token are shorter than `windowLength`.
 /// With the default `stride = windowLength − 1`, the scored spans are disjoint and each window
 /// starts right where the previous one's scores began, which is lm-evaluation-harness's
 /// `loglikelihood_rolling` with a maximum length of `windowLength − 1` model inputs. A smaller
