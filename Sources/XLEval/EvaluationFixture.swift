@@ -67,7 +67,7 @@ public struct FixtureComparison: Sendable, CustomStringConvertible {
   public var comparedDocuments: Int
   /// Largest |loglikelihood difference| over all compared choices (natural log).
   public var maxLoglikelihoodDifference: Double
-  /// Choices whose greedy flag differs; these can flip legitimately on near-ties.
+  /// Choices whose greedy flag differs, which near-ties can cause legitimately.
   public var greedyFlips: Int
   /// Hard disagreements: missing samples, other gold labels or choice counts, other
   /// continuation token counts, loglikelihoods beyond tolerance.

@@ -14,7 +14,7 @@ public struct LoglikelihoodRequest: Sendable, Hashable {
   }
 }
 
-/// The answer to one `LoglikelihoodRequest`.
+/// The score of one `LoglikelihoodRequest`.
 public struct LoglikelihoodResult: Sendable, Hashable {
   /// Σ log p(continuation[n] | context, continuation[..<n]), natural log.
   public var loglikelihood: Double
@@ -27,7 +27,7 @@ public struct LoglikelihoodResult: Sendable, Hashable {
   }
 }
 
-/// A language model as the evaluator sees it: a tokenizer and next-token log-probabilities.
+/// The evaluator's view of a language model: a tokenizer and next-token log-probabilities.
 ///
 /// Teacher and student both conform. No beginning-of-sequence token is ever added by the
 /// evaluator, and `encode` must not add one either.
@@ -37,8 +37,8 @@ public protocol EvaluationModel {
 
   /// Scores every request, returning one result per request in the same order.
   ///
-  /// Requests of one call often share a context (all choices of one question); a recurrent
-  /// model can read each distinct context once and continue every choice from a copy of the
+  /// Requests of one call often share a context, such as all choices of one question. So a
+  /// recurrent model can read each distinct context once and continue every choice from a copy of the
   /// saved state. `LoglikelihoodRequest.groupedByContext(_:)` finds those groups.
   func loglikelihoods(_ requests: [LoglikelihoodRequest]) throws -> [LoglikelihoodResult]
 
@@ -50,7 +50,7 @@ public protocol EvaluationModel {
   /// The largest number of tokens passed to `tokenLogprobs`, and the bound on requests above.
   var maxContext: Int { get }
 
-  /// The token that stands before the first token of a document in rolling perplexity, so the
+  /// The token placed before the first token of a document in rolling perplexity, so the
   /// first token is scored too (lm-evaluation-harness uses the end-of-text token). When nil,
   /// each document's first token is not scored and is left out of the token count.
   var documentPrefixToken: Int? { get }

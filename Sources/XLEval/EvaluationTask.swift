@@ -1,6 +1,6 @@
 import Foundation
 
-/// A benchmark the evaluator knows, named as lm-evaluation-harness names it.
+/// A supported benchmark, named as lm-evaluation-harness names it.
 public enum EvaluationTask: String, CaseIterable, Codable, Sendable {
   case hellaswag
   case piqa
@@ -27,8 +27,8 @@ public enum EvaluationTask: String, CaseIterable, Codable, Sendable {
     }
   }
 
-  /// Parses a comma-separated list such as `hellaswag,piqa,wikitext2`; blanks around names are
-  /// ignored and `all` stands for every task.
+  /// Parses a comma-separated list such as `hellaswag,piqa,wikitext2`. Blanks around names are
+  /// ignored, and `all` means every task.
   public static func parseList(_ list: String) throws -> [EvaluationTask] {
     var tasks: [EvaluationTask] = []
     for name in list.split(separator: ",") {
@@ -46,7 +46,7 @@ public enum EvaluationTask: String, CaseIterable, Codable, Sendable {
   }
 }
 
-/// What to do with a task-file line that is not a valid document.
+/// The handling of a task-file line that is not a valid document.
 public enum MalformedLinePolicy: String, Codable, Sendable {
   /// Stop the run with `EvaluationError.malformedLine`.
   case fail
@@ -62,7 +62,7 @@ public struct SkippedLine: Codable, Sendable, Equatable {
   public var reason: String
 }
 
-/// One way to answer a multiple-choice document: a context followed by a continuation.
+/// One option of a multiple-choice document: a context followed by a continuation.
 public struct Choice: Sendable, Equatable {
   public var context: String
   public var continuation: String

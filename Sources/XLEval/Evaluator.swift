@@ -131,7 +131,8 @@ public struct Evaluator {
     return EvaluationRun(results: results, samples: samples)
   }
 
-  /// The rolling window length and stride after defaults, checked against the model.
+  /// Resolves the rolling window length and stride from the defaults and checks them against
+  /// the model.
   public func perplexityWindow() throws -> (windowLength: Int, stride: Int) {
     let windowLength = configuration.windowLength ?? model.maxContext
     guard (2...max(2, model.maxContext)).contains(windowLength), model.maxContext >= 2 else {

@@ -2,7 +2,7 @@ import Foundation
 
 /// Writers for the results JSON, the samples JSON Lines file and the comparison table.
 public enum EvaluationReport {
-  /// The results as pretty-printed JSON with sorted keys; a missing standard error is `null`.
+  /// Encodes the results as pretty-printed JSON with sorted keys; a missing standard error is `null`.
   public static func json(_ results: EvaluationResults) throws -> Data {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -11,7 +11,7 @@ public enum EvaluationReport {
     return try encoder.encode(results)
   }
 
-  /// One JSON object per sample and line, in evaluation order.
+  /// Encodes one JSON object per sample and line, in evaluation order.
   public static func samplesJSONLines(_ samples: [SampleRecord]) throws -> Data {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
@@ -36,7 +36,7 @@ public enum EvaluationReport {
     }
   }
 
-  /// A Markdown table of every metric: task | metric | teacher | student | recovery.
+  /// Renders a Markdown table of every metric: task | metric | teacher | student | recovery.
   ///
   /// Values are shown as value ± standard error. Recovery is student ÷ teacher for metrics where
   /// higher is better and teacher ÷ student for perplexities and bits per byte, so above 1 means

@@ -39,8 +39,8 @@ public func tokenizePair(
 }
 
 extension TokenizedPair {
-  /// The request for a model of context length `maxContext`: the context is cut on the left so
-  /// that context + continuation, less the last token, fits (the lm-evaluation-harness rule).
+  /// Makes the request for a model of context length `maxContext`, cutting the context on the left
+  /// so that context + continuation, less the last token, fits (the lm-evaluation-harness rule).
   /// Returns nil when even one context token cannot fit.
   public func request(maxContext: Int) -> LoglikelihoodRequest? {
     let contextRoom = maxContext + 1 - continuationTokens.count

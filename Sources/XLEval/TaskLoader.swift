@@ -19,7 +19,7 @@ public struct TaskLoader: Sendable {
     self.policy = policy
   }
 
-  /// The file of `task` inside the data directory.
+  /// Returns the file of `task` inside the data directory.
   public func url(of task: EvaluationTask) -> URL {
     dataDirectory.appendingPathComponent(task.relativePath)
   }
@@ -34,6 +34,9 @@ public struct TaskLoader: Sendable {
 
   /// Loads the texts of a perplexity task: the whole WikiText-2 file as one document, or the
   /// `text` field of each IMDB line.
+  ///
+  /// NOTE: lm-evaluation-harness's `wikitext` task scores each article after detokenizing it, so
+  /// its word perplexity is not directly comparable with this whole-file raw-text figure.
   public func loadTextDocuments(_ task: EvaluationTask) throws -> LoadedDocuments<TextDocument> {
     precondition(task.isPerplexityTask, "\(task.rawValue) is not a perplexity task")
     let fileURL = url(of: task)
@@ -68,7 +71,7 @@ public struct TaskLoader: Sendable {
       let row = try decodeRow(QueryRow.self, from: line)
       return try document(task, index, context: row.query, choiceTexts: row.choices, gold: row.gold, label: "gold")
     case .boolq:
-      // The answers are always " no" and " yes", whatever the line's `choices` field holds.
+      // The continuations are always " no" and " yes", whatever the line's `choices` field holds.
       let row = try decodeRow(BoolQRow.self, from: line)
       return try document(task, index, context: row.query + "\nAnswer:", choiceTexts: ["no", "yes"], gold: row.gold, label: "gold")
     case .winogrande:
@@ -152,7 +155,7 @@ public struct TaskLoader: Sendable {
   }
 }
 
-/// Why a line is not a valid document.
+/// The reason a line is not a valid document.
 struct LineProblem: Error {
   var reason: String
   init(_ reason: String) { self.reason = reason }
