@@ -1,6 +1,6 @@
 import Foundation
 
-/// Where a `Batcher` stands: save it with a checkpoint and pass it back to resume with the
+/// The cursor of a `Batcher`. Save it with a checkpoint and pass it back to resume with the
 /// same batches.
 public struct BatcherPosition: Codable, Sendable, Equatable {
   /// Passes over the data finished so far.
@@ -29,8 +29,8 @@ public struct TokenBatch: Sendable, Equatable {
 /// Deterministic batches of context-length windows drawn from token shards.
 ///
 /// Each shard is cut into non-overlapping windows of S + 1 ids starting at multiples of S
-/// (window k covers ids kS ... kS + S, so consecutive windows share one id and every id except
-/// a shard's first is a target exactly once per epoch). Windows never cross shards; a tail
+/// (window k covers ids kS ... kS + S, so consecutive windows share one id). Within the
+/// windowed part of a shard, every id except the first is a target once per epoch. Windows never cross shards; a tail
 /// shorter than S + 1 ids is skipped. Epoch e visits every window once in an order shuffled
 /// by Fisher-Yates with `SplitMix64(seed: seed ^ mix(e))`, so a seed and a position fully
 /// determine what comes next. A batch that reaches the end of an epoch continues with the next
@@ -83,7 +83,7 @@ public final class Batcher {
     self.position = position
   }
 
-  /// The shuffled window order of `epoch`.
+  /// Returns the shuffled window order of `epoch`.
   func windowOrder(epoch: Int) -> [Int] {
     var generator = SplitMix64(seed: seed ^ SplitMix64.mix(UInt64(epoch)))
     var order = Array(0..<windows.count)

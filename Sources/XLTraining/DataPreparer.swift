@@ -2,7 +2,7 @@ import Foundation
 
 /// Choices for turning text files into token shards.
 public struct DataPreparationOptions: Sendable, Equatable {
-  /// How a `.txt` file divides into documents.
+  /// The rule that divides a `.txt` file into documents.
   public enum TextSplit: String, Sendable, Codable {
     /// The whole file is one document (the default); a file is read whole, so memory grows with
     /// the largest single file.
@@ -13,7 +13,7 @@ public struct DataPreparationOptions: Sendable, Equatable {
   }
 
   public var textSplit: TextSplit = .wholeFile
-  /// Field of each jsonl object that holds the document text.
+  /// Field of each jsonl object that contains the document text.
   public var jsonlField = "text"
   /// Share of documents routed to the validation shards, in [0, 1].
   public var validationFraction = 0.01
@@ -75,8 +75,8 @@ public struct DataManifest: Codable, Sendable, Equatable {
 /// Every document is tokenized by the closure and followed by `eosId`. Each document goes to
 /// validation when a seeded hash of its UTF-8 bytes falls below `validationFraction`, so the
 /// split depends only on the text and the seed, not on file order. jsonl files are streamed
-/// line by line (blank lines skipped) and each line must be a JSON object whose
-/// `options.jsonlField` is a string; files with another extension are read as text. Shards are
+/// line by line, skipping blank lines. Each other line must be a JSON object
+/// whose `options.jsonlField` is a string. Files with another extension are read as text. Shards are
 /// named `train-00000.bin`, `validation-00000.bin`, …
 public struct DataPreparer {
   public let tokenize: (String) throws -> [Int]
@@ -148,7 +148,7 @@ public struct DataPreparer {
     return manifest
   }
 
-  /// Whether a document goes to validation: SplitMix64 of (FNV-1a of its bytes XOR seed),
+  /// Decides whether a document goes to validation: SplitMix64 of (FNV-1a of its bytes XOR seed),
   /// mapped to [0, 1), below the fraction.
   public func isValidation(_ text: String) -> Bool {
     if options.validationFraction <= 0 { return false }

@@ -103,7 +103,7 @@ public final class ParameterStore {
     }
   }
 
-  /// The L2 norm of all trainable gradients taken as one vector (summed in Double).
+  /// Computes the L2 norm of all trainable gradients taken as one vector (summed in Double).
   public func globalGradientNorm() -> Float {
     var squares: Double = 0
     for (index, name) in names.enumerated() where !frozen.contains(name) {
@@ -132,9 +132,9 @@ public final class ParameterStore {
   // MARK: Freezing
 
   /// Freezes every parameter whose name matches one of `patterns` and returns the names it
-  /// froze. A pattern containing `*` or `?` is a glob over the whole name (`*` any run of
-  /// characters, dots included; `?` one character); any other pattern matches as a substring,
-  /// so `mlp` freezes every MLP weight and `embed_tokens` the embedding.
+  /// froze. A pattern containing `*` or `?` is a glob over the whole name, where `*` matches
+  /// any run of characters (dots included) and `?` one character. Any other pattern matches as
+  /// a substring, so `mlp` freezes every MLP weight and `embed_tokens` the embedding.
   @discardableResult
   public func freeze(matching patterns: [String]) -> [String] {
     let matched = names.filter { name in patterns.contains { Self.matches(name, pattern: $0) } }
@@ -151,7 +151,7 @@ public final class ParameterStore {
 
   public func unfreezeAll() { frozen.removeAll() }
 
-  /// Whether `name` matches `pattern` under the rules of `freeze(matching:)`.
+  /// Returns whether `name` matches `pattern` under the rules of `freeze(matching:)`.
   public static func matches(_ name: String, pattern: String) -> Bool {
     if pattern.contains("*") || pattern.contains("?") {
       return globMatches(Array(name.unicodeScalars), Array(pattern.unicodeScalars))

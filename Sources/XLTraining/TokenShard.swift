@@ -29,8 +29,8 @@ public enum TokenShard {
   public static func bytesPerId(vocabSize: Int) -> Int { vocabSize <= 65536 ? 2 : 4 }
 }
 
-/// Streams ids into a shard file with a bounded buffer; the file appears under its final name
-/// only when `finish()` succeeds (it is written under a temporary name and renamed).
+/// Streams ids into a shard file through a bounded buffer. The file is written under a
+/// temporary name and appears under its final name only when `finish()` succeeds.
 public final class TokenShardWriter {
   public let url: URL
   public let bytesPerId: Int

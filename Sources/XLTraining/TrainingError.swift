@@ -2,7 +2,7 @@ import Foundation
 
 /// Errors raised while preparing data, running optimizers and recording a training run.
 ///
-/// Each message says what was found, what was expected and where (file, line, key, stage).
+/// Each message states what was found, what was expected and where (file, line, key, stage).
 public enum TrainingError: Error, CustomStringConvertible, LocalizedError, Equatable {
   /// A loss came out NaN or infinite.
   case nonFiniteLoss(stage: String, step: Int, value: Float)

@@ -68,7 +68,7 @@ extension TrainingKernels {
   /// Gradients of `y = x · Wᵀ + b`: `dx += dy · W`, `dW += dyᵀ · x`, `db += Σ_rows dy`.
   ///
   /// x (S, in), weight (out, in), outputGrad (S, out) → inputGrad (S, in), weightGrad (out, in),
-  /// biasGrad (out). Pass nil for a gradient nobody needs; it is then not computed.
+  /// biasGrad (out). A gradient passed as nil is not computed.
   public static func linearBackward(
     _ x: UnsafePointer<Float>, rows: Int, inFeatures: Int,
     weight: UnsafePointer<Float>, outFeatures: Int, outputGrad: UnsafePointer<Float>,

@@ -1,8 +1,8 @@
 import Foundation
 import XLTensors
 
-// The MOHAWK stage losses and their gradients. Every loss sums in Double and returns a Float;
-// every backward adds `scale ·` the gradient of the loss into the buffer it is given, so a
+// The MOHAWK stage losses and their gradients. Every loss sums in Double and returns a Float.
+// Every backward adds `scale ·` the gradient of the loss into the buffer it is given, so a
 // stage that sums losses over layers passes `scale: 1` to each.
 
 // MARK: - Stage 1: attention-matrix MSE
@@ -97,7 +97,7 @@ extension TrainingKernels {
 
   /// Cross-entropy of the next token averaged over the rows that have a target:
   /// `L = −(1/N) Σ_t log softmax(logits_t)[target_t]`, where rows with a negative target are
-  /// skipped (as PyTorch's `ignore_index`) and N counts the others. Row t holds the logits
+  /// skipped (as PyTorch's `ignore_index`) and N counts the others. Row t contains the logits
   /// that predict `target_t`, so a caller passes logits of positions 0..<S−1 and ids 1..<S.
   ///
   /// logits (S, V), targets (S) → loss; saves savedLogNormalizer (S) for the backward pass.
@@ -149,8 +149,9 @@ extension TrainingKernels {
   /// `L = (1/S) Σ_t Σ_v p_t,v · (log p_t,v − log q_t,v)` with p = softmax(teacherLogits),
   /// q = softmax(studentLogits).
   ///
-  /// The xLlama reference sums this over positions rather than averaging; the average keeps the
-  /// loss on the cross-entropy's scale for any S, and differs from the sum by the factor S.
+  /// NOTE: the original xLlama training code is described as summing KL over positions. This
+  /// averages instead (as `.sum(-1).mean()` in PyTorch), which keeps the term on the
+  /// cross-entropy's scale for any S. The summed value is S times this one.
   ///
   /// studentLogits, teacherLogits (S, V) → loss; saves savedStudentLogNormalizer and
   /// savedTeacherLogNormalizer (S) for the backward pass.

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import XLTraining
 
-/// A fresh temporary folder; the caller removes it with `defer`.
+/// Creates a fresh temporary folder. The caller removes it with `defer`.
 func makeTemporaryFolder() throws -> URL {
   let url = FileManager.default.temporaryDirectory
     .appendingPathComponent("xltraining-\(UUID().uuidString)")
@@ -159,7 +159,8 @@ struct DataPreparerTests {
     #expect(first.train.allSatisfy { $0.tokens <= 500 })
     #expect(first.train.count > 1)
     let validationDocuments = first.validation.reduce(0) { $0 + $1.documents }
-    #expect(validationDocuments > 25 && validationDocuments < 75, "about 25% of 200 documents")
+    #expect(validationDocuments > 25, "about 25% of 200 documents")
+    #expect(validationDocuments < 75, "about 25% of 200 documents")
     let expectedTokens = paragraphs.reduce(0) { $0 + $1.utf8.count + 1 }
     #expect(first.trainTokens + first.validationTokens == expectedTokens)
   }
