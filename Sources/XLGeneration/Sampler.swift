@@ -110,7 +110,7 @@ public struct Sampler: Sendable {
     }
 
     let keptTotal = probabilities.prefix(kept).reduce(0, +)
-    var draw = generator.nextUnit() * keptTotal
+    var draw = generator.nextDouble() * keptTotal
     for index in 0..<kept {
       draw -= probabilities[index]
       if draw < 0 { return candidates[index] }

@@ -1,4 +1,5 @@
 import Foundation
+import XLTensors
 
 /// The cursor of a `Batcher`. Save it with a checkpoint and pass it back to resume with the
 /// same batches.

@@ -1,4 +1,5 @@
 import Foundation
+import XLTensors
 
 /// Choices for turning text files into token shards.
 public struct DataPreparationOptions: Sendable, Equatable {
