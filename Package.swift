@@ -54,7 +54,7 @@ let package = Package(
     .testTarget(name: "XLTokenizerTests", dependencies: ["XLTokenizer"]),
     .testTarget(name: "XLModelsTests", dependencies: ["XLModels", "XLFormats"]),
     .testTarget(name: "XLGenerationTests", dependencies: ["XLGeneration", "XLModels"]),
-    .testTarget(name: "XLTrainingTests", dependencies: ["XLTraining", "XLModels"]),
+    .testTarget(name: "XLTrainingTests", dependencies: ["XLTraining", "XLModels", "XLTensors"]),
     .testTarget(name: "XLEvalTests", dependencies: ["XLEval", "XLModels"]),
   ]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import XLTensors
 @testable import XLTraining
 
 /// Creates a fresh temporary folder. The caller removes it with `defer`.

@@ -1,4 +1,5 @@
 import Testing
+import XLTensors
 @testable import XLTraining
 
 /// Deterministic pseudo-random floats in [−scale, scale] for test inputs.

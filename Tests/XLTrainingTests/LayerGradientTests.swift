@@ -1,4 +1,5 @@
 import Testing
+import XLTensors
 @testable import XLTraining
 
 /// Finite-difference tolerance for Float forward passes with h = 1e-2: truncation error is

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import XLTensors
 @testable import XLTraining
 
 @Suite("Run files")
