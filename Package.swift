@@ -56,5 +56,7 @@ let package = Package(
     .testTarget(name: "XLGenerationTests", dependencies: ["XLGeneration", "XLModels"]),
     .testTarget(name: "XLTrainingTests", dependencies: ["XLTraining", "XLModels", "XLTensors"]),
     .testTarget(name: "XLEvalTests", dependencies: ["XLEval", "XLModels"]),
+    .testTarget(
+      name: "XLlamaCLITests", dependencies: ["XLlamaCLI", "XLFormats", "XLModels", "XLTensors"]),
   ]
 )

@@ -174,7 +174,7 @@ extension ModelConfiguration {
       "num_key_value_heads": keyValueHeadCount,
       "head_dim": headDim,
       "vocab_size": vocabularySize,
-      "rms_norm_eps": Double(rmsNormEps),
+      "rms_norm_eps": shortestDouble(rmsNormEps),
       "rope_theta": ropeTheta,
       "tie_word_embeddings": tieWordEmbeddings,
       "max_position_embeddings": maxPositionEmbeddings,
@@ -184,12 +184,18 @@ extension ModelConfiguration {
     if eosTokenIDs.count == 1 { json["eos_token_id"] = eosTokenIDs[0] }
     if eosTokenIDs.count > 1 { json["eos_token_id"] = eosTokenIDs }
     if isStudent {
-      json["gate_soft_cap"] = Double(gateSoftCap)
-      json["eps"] = Double(cellEps)
+      json["gate_soft_cap"] = shortestDouble(gateSoftCap)
+      json["eps"] = shortestDouble(cellEps)
       json["chunk_size"] = chunkSize
       json["apply_rope"] = false
       if let gateInitialization { json["gate_initialization"] = gateInitialization }
     }
     return json
   }
+}
+
+/// The Double whose decimal form is the Float's shortest one (1e-05, not 9.999999747378752e-06),
+/// so configs read the way their authors wrote them.
+func shortestDouble(_ value: Float) -> Double {
+  Double("\(value)") ?? Double(value)
 }
