@@ -152,3 +152,23 @@ struct PreTokenizer: Sendable {
     return length >= 2 ? length - 1 : 1
   }
 }
+
+extension PreTokenizer {
+  /// Returns the pieces of `text` as strings (no special-token handling); for tests and
+  /// debugging, since `BPETokenizer.encode` works on index ranges.
+  func pieces(of text: String) -> [String] {
+    let scalars = Array(text.unicodeScalars)
+    let classes = scalars.map(ScalarClass.of)
+    var ranges: [Range<Int>] = []
+    scalars.withUnsafeBufferPointer { scalarBuffer in
+      classes.withUnsafeBufferPointer { classBuffer in
+        split(scalarBuffer, classes: classBuffer, range: 0..<scalars.count, into: &ranges)
+      }
+    }
+    return ranges.map { range in
+      var view = String.UnicodeScalarView()
+      view.append(contentsOf: scalars[range])
+      return String(view)
+    }
+  }
+}
