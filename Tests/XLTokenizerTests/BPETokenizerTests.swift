@@ -65,6 +65,17 @@ struct BPETokenizerTests {
     #expect(tokenizer.encode("aaa") == [aa, a])
   }
 
+  @Test("heap merge matches scanning merge")
+  func heapMatchesScanning() throws {
+    let tokenizer = try makeTinyTokenizer(merges: ["a a", "b a", "aa aa", "ba a", "a b", "aaaa b"])
+    for text in ["aaaaaaaaab", "babababaaaa", "abaabaaab" + String(repeating: "ab", count: 40), "a", ""] {
+      let symbols = tokenizer.byteSymbols(Array(text.utf8))
+      #expect(tokenizer.mergeWithHeap(symbols) == tokenizer.mergeByScanning(symbols), "text \(text)")
+    }
+    let long = String(repeating: "a", count: 1000)
+    #expect(tokenizer.decode(tokenizer.encode(long)) == long)
+  }
+
   @Test("special tokens matched in raw text")
   func specialTokens() throws {
     let tokenizer = try makeTinyTokenizer(merges: [])
