@@ -2,10 +2,10 @@ import Foundation
 
 /// Byte-level BPE tokenizer (GPT-2 style) with special tokens matched before BPE.
 ///
-/// Encoding: special tokens are cut out of the raw text first (leftmost, longest match); the
-/// text between them is split by the pre-tokenizer, each piece's UTF-8 bytes are mapped to
-/// the GPT-2 byte alphabet, and BPE applies merges lowest rank first (leftmost on ties).
-/// No BOS or EOS is added. The result equals Hugging Face `tokenizers` for vocabularies whose
+/// Encoding first cuts special tokens out of the raw text (leftmost, longest match). The
+/// pre-tokenizer splits the text between them into pieces, and the UTF-8 bytes of each piece
+/// are mapped to the GPT-2 byte alphabet. BPE then applies merges lowest rank first, leftmost
+/// on ties. No BOS or EOS is added. The result equals Hugging Face `tokenizers` for vocabularies whose
 /// merges produce every multi-byte token (`ignore_merges` off).
 public final class BPETokenizer: Sendable {
   /// Token strings indexed by id, in the GPT-2 byte alphabet (special tokens as plain text).
@@ -242,7 +242,7 @@ public final class BPETokenizer: Sendable {
   }
 
   /// Heap-based merge loop for long words. Symbols form a linked list over their original
-  /// positions, and a min-heap holds candidate pairs keyed by `rank << 32 | left position`, so
+  /// positions, and a min-heap contains candidate pairs keyed by `rank << 32 | left position`, so
   /// the pop order is lowest rank, then leftmost. Entries made stale by an earlier merge are
   /// skipped when popped: a pair is still valid when both symbols are alive and adjacent and
   /// their merge still has the entry's rank (ranks identify merges uniquely).

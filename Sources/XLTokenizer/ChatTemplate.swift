@@ -15,13 +15,14 @@ public struct ChatMessage: Sendable, Equatable {
 /// A Hugging Face chat template (`tokenizer.chat_template` in GGUF, `chat_template` in
 /// `tokenizer_config.json`), parsed once and rendered with a small Jinja interpreter.
 ///
-/// Supported: `{% if/elif/else/endif %}`, `{% for x in xs [if cond] %}…{% else %}…{% endfor %}`,
-/// `{% set x = … %}` and `{% set ns.x = … %}`, `{{ … }}`, comments, whitespace control
-/// (`{%-`, `-%}`, and `trim_blocks`/`lstrip_blocks` as Hugging Face enables them), literals,
+/// Supported tags are `{% if/elif/else/endif %}`,
+/// `{% for x in xs [if cond] %}…{% else %}…{% endfor %}`, `{% set x = … %}`,
+/// `{% set ns.x = … %}`, `{{ … }}` and comments. Whitespace control covers `{%-`, `-%}` and the
+/// `trim_blocks`/`lstrip_blocks` options that Hugging Face enables. Expressions cover literals,
 /// lists and dictionaries, arithmetic, `~`, comparisons, `and/or/not/in`, `a if b else c`,
-/// attributes, indexing and slices, `loop.*`, common filters (`trim`, `length`, `default`,
-/// `tojson`, …), tests (`is defined`, `is string`, …), `namespace()`, `range()` and
-/// `raise_exception()`. Anything else throws `TokenizerError.templateSyntax` with its line and
+/// attributes, indexing and slices, and `loop.*`. Builtins cover common filters (`trim`,
+/// `length`, `default`, `tojson`, …), tests (`is defined`, `is string`, …), `namespace()`,
+/// `range()` and `raise_exception()`. Anything else throws `TokenizerError.templateSyntax` with its line and
 /// column (when parsing) or `TokenizerError.templateRuntime` naming it (when rendering).
 public struct ChatTemplate: Sendable {
   /// Template text as stored in the model.
@@ -50,7 +51,7 @@ public struct ChatTemplate: Sendable {
     return eosToken
   }
 
-  /// Renders the conversation. The template sees `messages` (a list of `{role, content}`),
+  /// Renders the conversation. The template receives `messages` (a list of `{role, content}`),
   /// `add_generation_prompt`, `bos_token` and `eos_token`.
   /// - Throws: `TokenizerError.templateException` when the template calls `raise_exception`,
   ///   `TokenizerError.templateRuntime` for type errors or unsupported filters and functions.

@@ -201,7 +201,7 @@ struct JinjaInterpreter {
     }
   }
 
-  /// Python slice semantics `base[start:stop:step]` for lists and strings.
+  /// Slices a list or string with Python semantics for `base[start:stop:step]`.
   private func slice(
     _ base: JinjaValue, start: JinjaValue?, stop: JinjaValue?, step: JinjaValue?
   ) throws(TokenizerError) -> JinjaValue {

@@ -24,11 +24,11 @@ struct JinjaToken: Sendable, Equatable {
   var offset: Int
 }
 
-/// Splits a Jinja template into tokens, applying whitespace control the way Hugging Face
-/// renders chat templates (`trim_blocks=True`, `lstrip_blocks=True`): `{%-`/`-%}` (and the
-/// same for `{{ }}` and `{# #}`) strip all whitespace on that side; a block tag or comment
-/// also drops the single newline right after it and the spaces and tabs before it on its line
-/// (`{%+` keeps them). Comments produce no tokens.
+/// Splits a Jinja template into tokens, with whitespace control as Hugging Face renders chat
+/// templates (`trim_blocks=True`, `lstrip_blocks=True`). A `-` inside the delimiters
+/// (`{%-`, `-%}`, and the same for `{{ }}` and `{# #}`) strips all whitespace on that side.
+/// A block tag or comment also drops the single newline right after it and the spaces and tabs
+/// before it on its line, unless it opens with `{%+`. Comments produce no tokens.
 struct JinjaLexer {
   private let source: [Unicode.Scalar]
   private var position = 0
@@ -68,16 +68,9 @@ struct JinjaLexer {
   }
 
   private func error(_ message: String, at offset: Int) -> TokenizerError {
-    var line = 1
-    var column = 1
-    for scalar in source.prefix(offset) {
-      if scalar == "\n" {
-        line += 1
-        column = 1
-      } else {
-        column += 1
-      }
-    }
+    var view = String.UnicodeScalarView()
+    view.append(contentsOf: source)
+    let (line, column) = Self.lineAndColumn(of: offset, in: String(view))
     return .templateSyntax(message: message, line: line, column: column)
   }
 

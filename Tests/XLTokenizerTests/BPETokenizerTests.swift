@@ -3,8 +3,8 @@ import Testing
 
 @testable import XLTokenizer
 
-/// A hand-made byte-level vocabulary: three special tokens, all 256 byte tokens, then the
-/// tokens produced by `merges` in order.
+/// Builds a tokenizer over a hand-made byte-level vocabulary: three special tokens, all 256
+/// byte tokens, then the tokens produced by `merges` in order.
 func makeTinyTokenizer(merges: [String]) throws -> BPETokenizer {
   var vocabulary = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
   vocabulary += (0..<256).map { ByteLevel.encode([UInt8($0)]) }

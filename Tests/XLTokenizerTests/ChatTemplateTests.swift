@@ -144,4 +144,75 @@ struct ChatTemplateTests {
     let template = try ChatTemplate("a  \n  {{- ' b ' -}}  \n  c\n{% if true %}\nd\n{% endif %}\n")
     #expect(try template.render(messages: [], addGenerationPrompt: false) == "a b c\nd\n")
   }
+
+  // Expected outputs produced by Python's jinja2 3.1 with trim_blocks and lstrip_blocks.
+  static let sampleConversation = [
+    ChatMessage(role: "system", content: " Sys "), ChatMessage(role: "user", content: "Hi "),
+    ChatMessage(role: "assistant", content: "Yo"), ChatMessage(role: "user", content: "Q"),
+  ]
+
+  @Test("Llama 3 style template")
+  func llama3Style() throws {
+    let source = #"""
+      {{- bos_token }}
+      {%- if messages[0]['role'] == 'system' %}
+          {%- set system_message = messages[0]['content']|trim %}
+          {%- set messages = messages[1:] %}
+      {%- else %}
+          {%- set system_message = "" %}
+      {%- endif %}
+      {{- "<|start_header_id|>system<|end_header_id|>\n\n" }}
+      {{- system_message }}
+      {{- "<|eot_id|>" }}
+      {%- for message in messages %}
+          {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
+              {{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}
+          {%- endif %}
+          {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' }}
+      {%- endfor %}
+      {%- if add_generation_prompt %}
+          {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
+      {%- endif %}
+
+      """#
+    let template = try ChatTemplate(source, bosToken: "<|begin_of_text|>")
+    let text = try template.render(messages: Self.sampleConversation, addGenerationPrompt: true)
+    let expected =
+      "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nSys<|eot_id|>"
+      + "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+      + "<|start_header_id|>assistant<|end_header_id|>\n\nYo<|eot_id|>"
+      + "<|start_header_id|>user<|end_header_id|>\n\nQ<|eot_id|>"
+      + "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    #expect(text == expected)
+    #expect(template.endOfTurnToken == "<|eot_id|>")
+
+    let wrongOrder = [ChatMessage(role: "assistant", content: "first")]
+    #expect(
+      throws: TokenizerError.templateException(
+        message: "Conversation roles must alternate user/assistant/user/assistant/...")
+    ) {
+      _ = try template.render(messages: wrongOrder, addGenerationPrompt: false)
+    }
+  }
+
+  @Test("Zephyr style template")
+  func zephyrStyle() throws {
+    let source = #"""
+      {% for message in messages %}
+      {% if message['role'] == 'user' %}
+      {{ '<|user|>\n' + message['content'] + eos_token }}
+      {% elif message['role'] == 'system' %}
+      {{ '<|system|>\n' + message['content'] + eos_token }}
+      {% elif message['role'] == 'assistant' %}
+      {{ '<|assistant|>\n'  + message['content'] + eos_token }}
+      {% endif %}
+      {% if loop.last and add_generation_prompt %}
+      {{ '<|assistant|>' }}
+      {% endif %}
+      {% endfor %}
+      """#
+    let template = try ChatTemplate(source, eosToken: "</s>")
+    let text = try template.render(messages: Self.sampleConversation, addGenerationPrompt: true)
+    #expect(text == "<|system|>\n Sys </s>\n<|user|>\nHi </s>\n<|assistant|>\nYo</s>\n<|user|>\nQ</s>\n<|assistant|>\n")
+  }
 }
