@@ -2,10 +2,10 @@ import Foundation
 
 /// Byte-level BPE tokenizer (GPT-2 style) with special tokens matched before BPE.
 ///
-/// Encoding: special tokens are cut out of the raw text first (leftmost, longest match); the
-/// text between them is split by the pre-tokenizer, each piece's UTF-8 bytes are mapped to
-/// the GPT-2 byte alphabet, and BPE applies merges lowest rank first (leftmost on ties).
-/// No BOS or EOS is added. The result equals Hugging Face `tokenizers` for vocabularies whose
+/// Encoding first cuts special tokens out of the raw text (leftmost, longest match). The
+/// pre-tokenizer splits the text between them into pieces, and the UTF-8 bytes of each piece
+/// are mapped to the GPT-2 byte alphabet. BPE then applies merges lowest rank first, leftmost
+/// on ties. No BOS or EOS is added. The result equals Hugging Face `tokenizers` for vocabularies whose
 /// merges produce every multi-byte token (`ignore_merges` off).
 public final class BPETokenizer: Sendable {
   /// Token strings indexed by id, in the GPT-2 byte alphabet (special tokens as plain text).
@@ -192,14 +192,26 @@ public final class BPETokenizer: Sendable {
   }
 
   /// Applies merges to the byte tokens of one word: repeatedly merges the adjacent pair with
-  /// the lowest rank (leftmost on ties) until no pair has a merge.
+  /// the lowest rank (leftmost on ties) until no pair has a merge. Words longer than 32 bytes
+  /// take the heap-based path, which gives the same ids in O(n log n) instead of O(n²).
   func bytePairEncode(_ bytes: [UInt8]) -> [Int32] {
+    let symbols = byteSymbols(bytes)
+    return symbols.count > 32 ? mergeWithHeap(symbols) : mergeByScanning(symbols)
+  }
+
+  func byteSymbols(_ bytes: [UInt8]) -> [Int32] {
     var symbols: [Int32] = []
     symbols.reserveCapacity(bytes.count)
     for byte in bytes {
       let id = byteTokenIDs[Int(byte)]
       if id >= 0 { symbols.append(id) }
     }
+    return symbols
+  }
+
+  /// Reference merge loop: scans all pairs for the lowest rank after every merge.
+  func mergeByScanning(_ initial: [Int32]) -> [Int32] {
+    var symbols = initial
     if symbols.count < 2 { return symbols }
 
     // pairRanks[i] is the rank of merging symbols[i] and symbols[i + 1] (Int32.max: none).
@@ -227,6 +239,54 @@ public final class BPETokenizer: Sendable {
       }
     }
     return symbols
+  }
+
+  /// Heap-based merge loop for long words. Symbols form a linked list over their original
+  /// positions, and a min-heap contains candidate pairs keyed by `rank << 32 | left position`, so
+  /// the pop order is lowest rank, then leftmost. Entries made stale by an earlier merge are
+  /// skipped when popped: a pair is still valid when both symbols are alive and adjacent and
+  /// their merge still has the entry's rank (ranks identify merges uniquely).
+  func mergeWithHeap(_ initial: [Int32]) -> [Int32] {
+    var symbols = initial
+    let count = symbols.count
+    if count < 2 { return symbols }
+    var next = Array(1...count)
+    next[count - 1] = -1
+    var previous = Array(-1..<(count - 1))
+    var alive = [Bool](repeating: true, count: count)
+    var heap = MinHeap()
+
+    func push(_ left: Int) {
+      let right = next[left]
+      if right >= 0, let merge = mergeFor(symbols[left], symbols[right]) {
+        heap.push(UInt64(merge.rank) << 32 | UInt64(left))
+      }
+    }
+    for index in 0..<(count - 1) {
+      push(index)
+    }
+    while let entry = heap.pop() {
+      let left = Int(entry & 0xFFFF_FFFF)
+      let rank = Int32(entry >> 32)
+      let right = next[left]
+      guard alive[left], right >= 0, let merge = mergeFor(symbols[left], symbols[right]),
+        merge.rank == rank
+      else { continue }
+
+      symbols[left] = merge.mergedID
+      alive[right] = false
+      next[left] = next[right]
+      if next[right] >= 0 { previous[next[right]] = left }
+      if previous[left] >= 0 { push(previous[left]) }
+      push(left)
+    }
+    var result: [Int32] = []
+    var index = 0
+    while index >= 0 {
+      result.append(symbols[index])
+      index = next[index]
+    }
+    return result
   }
 
   @inline(__always)
@@ -259,6 +319,42 @@ public final class BPETokenizer: Sendable {
   /// Returns a decoder that turns ids into text one at a time.
   public func streamingDecoder() -> StreamingDecoder {
     StreamingDecoder(tokenizer: self)
+  }
+}
+
+/// Binary min-heap of packed `UInt64` keys.
+struct MinHeap {
+  private var items: [UInt64] = []
+
+  mutating func push(_ value: UInt64) {
+    items.append(value)
+    var child = items.count - 1
+    while child > 0 {
+      let parent = (child - 1) / 2
+      if items[parent] <= items[child] { break }
+      items.swapAt(parent, child)
+      child = parent
+    }
+  }
+
+  mutating func pop() -> UInt64? {
+    guard let top = items.first else { return nil }
+    let last = items.removeLast()
+    if !items.isEmpty {
+      items[0] = last
+      var parent = 0
+      while true {
+        let left = 2 * parent + 1
+        let right = left + 1
+        var smallest = parent
+        if left < items.count && items[left] < items[smallest] { smallest = left }
+        if right < items.count && items[right] < items[smallest] { smallest = right }
+        if smallest == parent { break }
+        items.swapAt(parent, smallest)
+        parent = smallest
+      }
+    }
+    return top
   }
 }
 

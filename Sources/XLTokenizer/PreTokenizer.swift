@@ -84,8 +84,8 @@ struct PreTokenizer: Sendable {
     }
   }
 
-  /// The GPT-2 pattern over one stretch. The end of `range` acts as the end of the text, so
-  /// `(?!\S)` succeeds there.
+  /// Applies the GPT-2 pattern to one stretch. The end of `range` acts as the end of the text,
+  /// so `(?!\S)` succeeds there.
   static func splitGPT2(
     _ scalars: UnsafeBufferPointer<Unicode.Scalar>, classes: UnsafeBufferPointer<ScalarClass>,
     range: Range<Int>, into pieces: inout [Range<Int>]
@@ -146,9 +146,29 @@ struct PreTokenizer: Sendable {
     if runEnd == end {
       return runEnd - start
     }
-    // A non-space follows the run: `\s+(?!\S)` backtracks one scalar, leaving the last
-    // whitespace to start the next piece; with a single scalar it fails and `\s+` takes it.
+    // A non-space follows the run, so `\s+(?!\S)` backtracks one scalar and leaves the last
+    // whitespace to start the next piece. A run of one scalar fails there, and `\s+` takes it.
     let length = runEnd - start
     return length >= 2 ? length - 1 : 1
+  }
+}
+
+extension PreTokenizer {
+  /// Returns the pieces of `text` as strings (no special-token handling); for tests and
+  /// debugging, since `BPETokenizer.encode` works on index ranges.
+  func pieces(of text: String) -> [String] {
+    let scalars = Array(text.unicodeScalars)
+    let classes = scalars.map(ScalarClass.of)
+    var ranges: [Range<Int>] = []
+    scalars.withUnsafeBufferPointer { scalarBuffer in
+      classes.withUnsafeBufferPointer { classBuffer in
+        split(scalarBuffer, classes: classBuffer, range: 0..<scalars.count, into: &ranges)
+      }
+    }
+    return ranges.map { range in
+      var view = String.UnicodeScalarView()
+      view.append(contentsOf: scalars[range])
+      return String(view)
+    }
   }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import XLTokenizer
+@testable import XLTokenizer
 
 /// Folder of shared reference fixtures: `XLLAMA_FIXTURES`, else `../shared/reference/fixtures`
 /// beside the package root.
@@ -112,6 +112,24 @@ struct SmolLM2FixtureTests {
       }
       text += decoder.flush()
       #expect(text == item.decoded)
+    }
+  }
+
+  @Test("heap merge matches scanning merge")
+  func heapMatchesScanning() throws {
+    guard let fixture = try TokenizerFixture.load(), let tokenizer = try loadTokenizerOrSkip() else {
+      return
+    }
+    // Whole texts as single words, long enough to exercise many merges per word.
+    var generator = SystemRandomNumberGenerator()
+    let texts = fixture.cases.map(\.text) + (0..<50).map { _ in
+      String((0..<Int.random(in: 33...400, using: &generator)).map { _ in
+        "ab c\nthe ing 12½😸".randomElement(using: &generator)!
+      })
+    }
+    for text in texts {
+      let symbols = tokenizer.byteSymbols(Array(text.utf8))
+      #expect(tokenizer.mergeWithHeap(symbols) == tokenizer.mergeByScanning(symbols), "text \(text.debugDescription)")
     }
   }
 
