@@ -51,7 +51,7 @@ let package = Package(
     .executableTarget(name: "XLlamaCLI", dependencies: ["XLlama"], swiftSettings: optimized),
     .testTarget(name: "XLTensorsTests", dependencies: ["XLTensors"]),
     .testTarget(name: "XLFormatsTests", dependencies: ["XLFormats"], resources: [.copy("Resources")]),
-    .testTarget(name: "XLTokenizerTests", dependencies: ["XLTokenizer"]),
+    .testTarget(name: "XLTokenizerTests", dependencies: ["XLTokenizer", "XLModels"]),
     .testTarget(name: "XLModelsTests", dependencies: ["XLModels", "XLFormats"]),
     .testTarget(name: "XLGenerationTests", dependencies: ["XLGeneration", "XLModels"]),
     .testTarget(name: "XLTrainingTests", dependencies: ["XLTraining", "XLModels", "XLTensors"]),

@@ -46,7 +46,7 @@ struct ChatTemplateTests {
   @Test("rendered prompt tokenizes to special ids")
   func renderedPromptTokens() throws {
     guard let tokenizer = try loadSmolLM2Tokenizer() else {
-      print("note: skipped, no SmolLM2 vocabulary (set XLLAMA_TOKENIZER_DIR)")
+      print("note: skipped, no SmolLM2 vocabulary (set XLLAMA_MODEL)")
       return
     }
     let text = try ChatTemplate(smolLM2Template).render(

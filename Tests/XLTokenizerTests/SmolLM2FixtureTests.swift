@@ -67,7 +67,7 @@ struct TokenizerFixture {
 
 private func loadTokenizerOrSkip() throws -> BPETokenizer? {
   guard let tokenizer = try loadSmolLM2Tokenizer() else {
-    print("note: skipped, no SmolLM2 vocabulary (set XLLAMA_TOKENIZER_DIR)")
+    print("note: skipped, no SmolLM2 vocabulary (set XLLAMA_MODEL)")
     return nil
   }
   return tokenizer

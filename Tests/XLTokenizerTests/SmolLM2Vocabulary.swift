@@ -1,17 +1,18 @@
 import Foundation
+import XLModels
 import XLTokenizer
 
 /// Loads the SmolLM2 tokenizer for the fixture tests, or returns nil when no vocabulary is
 /// available (the caller skips with a note).
 ///
-/// Reads the Hugging Face style folder named by `XLLAMA_TOKENIZER_DIR` (`tokenizer.json` and
-/// `tokenizer_config.json`). Every fixture test goes through this one function, so switching the
-/// source to the model's GGUF file changes only this body.
+/// Reads the model named by `XLLAMA_MODEL` (the default model's GGUF file, whose metadata
+/// carries the vocabulary and merges, or a Hugging Face folder with `tokenizer.json`).
 func loadSmolLM2Tokenizer() throws -> BPETokenizer? {
-  guard let folder = ProcessInfo.processInfo.environment["XLLAMA_TOKENIZER_DIR"], !folder.isEmpty
+  guard let path = ProcessInfo.processInfo.environment["XLLAMA_MODEL"], !path.isEmpty,
+    FileManager.default.fileExists(atPath: path)
   else {
+    print("XLLAMA_MODEL is unset or missing; skipping the SmolLM2 vocabulary tests")
     return nil
   }
-  let url = URL(fileURLWithPath: folder).appendingPathComponent("tokenizer.json")
-  return try BPETokenizer(tokenizerJSON: url)
+  return try ModelLoader.open(path).2
 }
