@@ -5,7 +5,7 @@ import XLTensors
 /// small models.
 ///
 /// Tensors are given in PyTorch shape and stored with ggml dimensions (the shape reversed).
-/// The alignment is `general.alignment` when the metadata holds it as a `.uint32`, else 32.
+/// The alignment is `general.alignment` when the metadata contains it as a `.uint32`, else 32.
 /// The file is written to a temporary file next to `url` and renamed over it.
 public enum GGUFWriter {
   /// Writes `metadata` in the given order and `tensors` as F32, F16 or BF16 (narrowing rounds
@@ -68,7 +68,13 @@ public enum GGUFWriter {
       var written = 0
       for ((_, tensor, type), tensorOffset) in zip(tensors, offsets) {
         if tensorOffset > written { handle.write(Data(count: tensorOffset - written)) }
-        let bytes = SafetensorsWriter.encode(tensor.data, as: type == .f32 ? .f32 : type == .f16 ? .f16 : .bf16)
+        let dtype: SafetensorsDType
+        switch type {
+        case .f16: dtype = .f16
+        case .bf16: dtype = .bf16
+        default: dtype = .f32
+        }
+        let bytes = SafetensorsWriter.encode(tensor.data, as: dtype)
         handle.write(bytes)
         written = tensorOffset + bytes.count
       }

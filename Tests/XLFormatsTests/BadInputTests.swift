@@ -25,7 +25,7 @@ struct GGUFBytes {
     return builder
   }
 
-  /// A u32 metadata entry.
+  /// Appends a u32 metadata entry.
   mutating func kvUInt32(_ key: String, _ value: UInt32) {
     string(key)
     u32(4)
