@@ -57,4 +57,23 @@ struct RealModelTests {
       expectClose(found, reference, tolerance: 1e-6, name)
     }
   }
+
+  @Test("every tensor loads and is finite")
+  func loadsEveryTensor() throws {
+    let url = try #require(Self.modelURL)
+    let weights = try GGUFWeights(url: url)
+    let clock = ContinuousClock()
+    var elements = 0
+    var nonFinite: [String] = []
+    let elapsed = try clock.measure {
+      for name in weights.tensorNames {
+        let tensor = try weights.tensor(named: name)
+        elements += tensor.count
+        if !tensor.data.allSatisfy({ $0.isFinite }) { nonFinite.append(name) }
+      }
+    }
+    print("loaded \(weights.tensorNames.count) tensors, \(elements) elements, in \(elapsed)")
+    #expect(nonFinite.isEmpty, "non-finite values in \(nonFinite)")
+    #expect(elements > 0)
+  }
 }
