@@ -14,6 +14,11 @@ Tests/XLFormatsTests/Resources:
   aligned64.gguf            two tensors with general.alignment = 64
 
 Usage: python3 scripts/make_format_fixtures.py [--seed N]
+
+With --model-expectations MODEL.gguf OUT.safetensors it instead writes, for a real llama GGUF,
+the float32 Hugging Face layout of a few tensors (layer 0 attention and MLP down projection,
+norms, the first 8 embedding rows under "model.embed_tokens.weight[:8]"), for the test that
+runs when XLLAMA_MODEL and XLLAMA_MODEL_EXPECTED are set.
 """
 import argparse
 from pathlib import Path
@@ -71,10 +76,45 @@ def add_every_value_type(writer):
     writer.add_key_value("test.nested_array", [[1, 2], [3]], V.ARRAY, sub_type=V.ARRAY)
 
 
+def inverse_llama_permute(weights, heads):
+    """Undo llama_permute: GGUF layout → Hugging Face layout."""
+    rows = weights.shape[0]
+    return weights.reshape(heads, rows // heads // 2, 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+
+
+def write_model_expectations(model, out):
+    from gguf import GGUFReader
+    reader = GGUFReader(model)
+    field = lambda key: int(reader.fields[key].parts[reader.fields[key].data[0]][0])
+    heads = field("llama.attention.head_count")
+    kv_heads = field("llama.attention.head_count_kv")
+    tensors = {t.name: t for t in reader.tensors}
+
+    def load(name):
+        t = tensors[name]
+        values = dequantize(t.data, t.tensor_type).astype(np.float32)
+        return values.reshape([int(d) for d in reversed(t.shape)])
+
+    expected = {
+        "model.layers.0.self_attn.q_proj.weight": inverse_llama_permute(load("blk.0.attn_q.weight"), heads),
+        "model.layers.0.self_attn.k_proj.weight": inverse_llama_permute(load("blk.0.attn_k.weight"), kv_heads),
+        "model.layers.0.self_attn.v_proj.weight": load("blk.0.attn_v.weight"),
+        "model.layers.0.mlp.down_proj.weight": load("blk.0.ffn_down.weight"),
+        "model.layers.0.input_layernorm.weight": load("blk.0.attn_norm.weight"),
+        "model.norm.weight": load("output_norm.weight"),
+        "model.embed_tokens.weight[:8]": load("token_embd.weight")[:8].copy(),
+    }
+    save_file({k: np.ascontiguousarray(v) for k, v in expected.items()}, out)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--model-expectations", nargs=2, metavar=("MODEL", "OUT"))
     args = parser.parse_args()
+    if args.model_expectations:
+        write_model_expectations(*args.model_expectations)
+        return
     rng = np.random.default_rng(args.seed)
     OUT.mkdir(parents=True, exist_ok=True)
 

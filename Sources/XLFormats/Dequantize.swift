@@ -10,9 +10,9 @@
 ///     Q5_K (256 values, 176 B): d, dmin, scales[12], qh[32], qs[128]
 ///     Q6_K (256 values, 210 B): ql[128], qh[64], scales[16] int8, d
 ///
-/// Q4_K and Q5_K split a super-block into 8 sub-blocks of 32 with 6-bit scale and min each,
-/// packed in `scales` (see `scaleAndMin`); a value is `d·scale·q − dmin·min`. Q6_K has 16
-/// sub-blocks of 16 with int8 scales; a value is `d·scale·(q − 32)` for 6-bit `q`.
+/// Q4_K and Q5_K split a super-block into 8 sub-blocks of 32, each with a 6-bit scale and min
+/// packed in `scales` (see `scaleAndMin`). A value is `d·scale·q − dmin·min`. Q6_K has 16
+/// sub-blocks of 16 with int8 scales, and a value is `d·scale·(q − 32)` for 6-bit `q`.
 enum Dequantize {
   /// Converts `bytes` of `type` into `output` (whose count is the element count).
   /// Precondition: `type.isDequantizable` and `bytes.count` equals the tensor's byte count.
@@ -92,9 +92,9 @@ enum Dequantize {
 
   /// The 6-bit scale and min of sub-block `j` (0..<8) from the 12 packed bytes at `offset`.
   ///
-  /// Bytes 0–3 hold scales 0–3 in their low 6 bits, bytes 4–7 mins 0–3; for sub-blocks 4–7
-  /// the low 4 bits come from bytes 8–11 (scale low nibble, min high nibble) and the top 2
-  /// bits from the spare high bits of bytes 0–3 (scale) and 4–7 (min).
+  /// Bytes 0–3 contain scales 0–3 in their low 6 bits, and bytes 4–7 contain mins 0–3. For
+  /// sub-blocks 4–7 the low 4 bits come from bytes 8–11 (scale low nibble, min high nibble).
+  /// Their top 2 bits come from the spare high bits of bytes 0–3 (scale) and 4–7 (min).
   @inline(__always)
   static func scaleAndMin(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _ j: Int) -> (scale: UInt8, min: UInt8) {
     if j < 4 {

@@ -18,7 +18,7 @@ public struct GGUFTensorInfo: Sendable, Equatable {
   public var shape: [Int] { dimensions.reversed() }
 }
 
-/// A memory-mapped GGUF file (versions 2 and 3).
+/// A memory-mapped GGUF file (versions 2 and 3), exposing tensors under their ggml names.
 ///
 /// Byte layout, all integers little-endian:
 ///
@@ -37,7 +37,7 @@ public struct GGUFTensorInfo: Sendable, Equatable {
 ///
 /// The header is not trusted: every count and length is checked against the bytes left before
 /// anything is allocated, and each tensor's data must lie inside the file.
-public final class GGUFFile: @unchecked Sendable {
+public final class GGUFFile: TensorProvider, @unchecked Sendable {
   public let url: URL
   public let version: Int
   public let metadata: [String: GGUFValue]
@@ -136,12 +136,12 @@ public final class GGUFFile: @unchecked Sendable {
   /// Tensor names in file order (ggml names such as `blk.0.attn_q.weight`).
   public var tensorNames: [String] { tensorInfos.map(\.name) }
 
-  /// The entry for the tensor `name`, or nil when absent.
+  /// Returns the entry for the tensor `name`, or nil when absent.
   public func info(named name: String) -> GGUFTensorInfo? {
     infoIndex[name].map { tensorInfos[$0] }
   }
 
-  /// The raw bytes of tensor `name`, valid while this object lives.
+  /// Calls `body` with the raw bytes of tensor `name`, which are valid only during the call.
   public func withRawBytes<Result>(
     of name: String, _ body: (UnsafeRawBufferPointer) throws -> Result
   ) throws -> Result {
@@ -149,7 +149,7 @@ public final class GGUFFile: @unchecked Sendable {
     return try body(file.bytes((dataStart + info.offset)..<(dataStart + info.offset + info.byteCount)))
   }
 
-  /// The tensor `name` dequantized to float32, in PyTorch shape (ggml dimensions reversed).
+  /// Dequantizes the tensor `name` to float32, in PyTorch shape (ggml dimensions reversed).
   public func tensor(named name: String) throws -> Tensor {
     guard let info = info(named: name) else { throw FormatError.missingTensor(path: file.path, tensor: name) }
     guard info.type.isDequantizable else {
@@ -194,8 +194,8 @@ struct GGUFReader {
     return file.load(T.self, at: offset)
   }
 
-  /// A u64 count of items that each take at least `minimumItemSize` bytes; a count that cannot
-  /// fit in the bytes left is rejected before anything is allocated.
+  /// Reads a u64 count of items that each take at least `minimumItemSize` bytes. A count that
+  /// cannot fit in the bytes left is rejected before anything is allocated.
   mutating func count(minimumItemSize: Int, what: String) throws -> Int {
     let start = offset
     let raw = try integer(UInt64.self, what: what)

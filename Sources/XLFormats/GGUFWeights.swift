@@ -6,9 +6,9 @@ import XLTensors
 ///
 /// Names map as llama.cpp's converter maps them (`token_embd.weight` ↔
 /// `model.embed_tokens.weight`, `blk.N.attn_q.weight` ↔ `model.layers.N.self_attn.q_proj.weight`,
-/// and so on); a GGUF name outside that table is exposed unchanged. For the `llama`
+/// and so on). A GGUF name outside that table is exposed unchanged. For the `llama`
 /// architecture the converter permuted the rows of `attn_q` and `attn_k` for ggml's rotary
-/// layout; `tensor(named:)` undoes that permutation, so the result equals the Hugging Face
+/// layout. `tensor(named:)` undoes that permutation, so the result equals the Hugging Face
 /// checkpoint's tensor (up to quantization).
 public final class GGUFWeights: TensorProvider, @unchecked Sendable {
   public let file: GGUFFile
@@ -38,7 +38,7 @@ public final class GGUFWeights: TensorProvider, @unchecked Sendable {
     self.init(file: try GGUFFile(url: url))
   }
 
-  /// The GGUF tensor name behind the Hugging Face name `name`, if the file holds it.
+  /// The GGUF tensor name behind the Hugging Face name `name`, if the file contains it.
   public func ggufName(for name: String) -> String? { ggufNames[name] }
 
   public func tensor(named name: String) throws -> Tensor {
@@ -123,7 +123,7 @@ public final class GGUFWeights: TensorProvider, @unchecked Sendable {
     "ffn_down": "mlp.down_proj",
   ]
 
-  /// The Hugging Face name for a GGUF tensor name (`blk.3.ffn_up.weight` →
+  /// Returns the Hugging Face name for a GGUF tensor name (`blk.3.ffn_up.weight` →
   /// `model.layers.3.mlp.up_proj.weight`), or nil when the name is not in the table.
   public static func huggingFaceName(forGGUF name: String) -> String? {
     let parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
@@ -139,7 +139,7 @@ public final class GGUFWeights: TensorProvider, @unchecked Sendable {
     return nil
   }
 
-  /// The GGUF name for a Hugging Face tensor name, or nil when the name is not in the table.
+  /// Returns the GGUF name for a Hugging Face tensor name, or nil when the name is not in the table.
   public static func ggufName(forHuggingFace name: String) -> String? {
     let suffix: String
     if name.hasSuffix(".weight") { suffix = "weight" } else if name.hasSuffix(".bias") { suffix = "bias" } else { return nil }

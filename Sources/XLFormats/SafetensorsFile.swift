@@ -112,10 +112,10 @@ public final class SafetensorsFile: TensorProvider, @unchecked Sendable {
     self.tensorNames = infos.keys.sorted()
   }
 
-  /// The header entry for `name`, or nil when the file has no such tensor.
+  /// Returns the header entry for `name`, or nil when the file has no such tensor.
   public func info(named name: String) -> SafetensorsTensorInfo? { infos[name] }
 
-  /// The tensor `name` converted to float32; F64, F32, F16 and BF16 are accepted.
+  /// Converts the tensor `name` to float32. F64, F32, F16 and BF16 are accepted.
   public func tensor(named name: String) throws -> Tensor {
     let info = try requireInfo(name)
     let bytes = file.bytes((dataStart + info.byteRange.lowerBound)..<(dataStart + info.byteRange.upperBound))
@@ -152,8 +152,8 @@ public final class SafetensorsFile: TensorProvider, @unchecked Sendable {
     }
   }
 
-  /// The integer tensor `name` flattened in row-major order; I64, I32, I16, I8, U8 and BOOL
-  /// are accepted.
+  /// Reads the integer tensor `name`, flattened in row-major order. I64, I32, I16, I8, U8 and
+  /// BOOL are accepted.
   public func integers(named name: String) throws -> [Int] {
     let info = try requireInfo(name)
     let bytes = file.bytes((dataStart + info.byteRange.lowerBound)..<(dataStart + info.byteRange.upperBound))
@@ -196,7 +196,7 @@ public final class SafetensorsFile: TensorProvider, @unchecked Sendable {
     var elementCount = 1
     for dimensionValue in shapeValues {
       guard let dimension = jsonInteger(dimensionValue), dimension >= 0 else {
-        throw invalid("shape \(shapeValues) holds a value that is not a non-negative integer")
+        throw invalid("shape \(shapeValues) contains a value that is not a non-negative integer")
       }
       let (product, overflow) = elementCount.multipliedReportingOverflow(by: dimension)
       guard !overflow else { throw invalid("shape \(shapeValues) overflows the element count") }
@@ -230,7 +230,7 @@ public final class SafetensorsFile: TensorProvider, @unchecked Sendable {
   }
 }
 
-/// An integer from a JSONSerialization value, or nil when it is not an exact integer.
+/// Returns the integer in a JSONSerialization value, or nil when it is not an exact integer.
 func jsonInteger(_ value: Any) -> Int? {
   guard let number = value as? NSNumber else { return nil }
   let real = number.doubleValue

@@ -106,8 +106,8 @@ public enum SafetensorsWriter {
   }
 }
 
-/// Runs `body` on a temporary file next to `url`, then renames it over `url`; on failure the
-/// temporary file is removed and the target left as it was.
+/// Runs `body` on a temporary file next to `url`, then renames it over `url`. On failure the
+/// temporary file is removed and the target is left as it was.
 func writeAtomically(to url: URL, _ body: (FileHandle) throws -> Void) throws {
   let folder = url.deletingLastPathComponent()
   let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")

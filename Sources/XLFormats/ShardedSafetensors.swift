@@ -52,7 +52,7 @@ public final class ShardedSafetensors: TensorProvider, @unchecked Sendable {
     return try SafetensorsFile(url: folder.appendingPathComponent("model.safetensors"))
   }
 
-  /// The header entry for `name`, opening its shard; nil when the index does not list it.
+  /// Returns the header entry for `name`, opening its shard, or nil when the index does not list it.
   public func info(named name: String) throws -> SafetensorsTensorInfo? {
     guard weightMap[name] != nil else { return nil }
     return try shard(containing: name).info(named: name)
@@ -62,7 +62,7 @@ public final class ShardedSafetensors: TensorProvider, @unchecked Sendable {
     try shard(containing: name).tensor(named: name)
   }
 
-  /// The integer tensor `name`, flattened; see `SafetensorsFile.integers(named:)`.
+  /// Reads the integer tensor `name`, flattened, as `SafetensorsFile.integers(named:)` does.
   public func integers(named name: String) throws -> [Int] {
     try shard(containing: name).integers(named: name)
   }

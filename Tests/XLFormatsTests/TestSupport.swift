@@ -1,6 +1,6 @@
 import Foundation
 
-/// A fresh temporary folder for one test's files.
+/// Creates a fresh temporary folder for one test's files.
 func makeTemporaryFolder() throws -> URL {
   let folder = FileManager.default.temporaryDirectory
     .appendingPathComponent("xlformats-tests-\(UUID().uuidString)", isDirectory: true)
@@ -32,7 +32,7 @@ func float32Bytes(_ values: [Float]) -> [UInt8] {
   littleEndianBytes(values.map(\.bitPattern))
 }
 
-/// The folder of this test target's resources, found from this file's path.
+/// Returns the folder of this test target's resources, found from this file's path.
 func resourcesFolder(filePath: String = #filePath) -> URL {
   URL(fileURLWithPath: filePath).deletingLastPathComponent().appendingPathComponent("Resources")
 }
