@@ -97,6 +97,8 @@ enum TinyModelFolders {
 enum CLI {
   struct Result {
     let status: Int32
+    /// True when a signal ended the process (a crash), whatever its status.
+    let crashed: Bool
     let stdout: String
     let stderr: String
   }
@@ -131,6 +133,6 @@ enum CLI {
     while process.isRunning && Date() < deadline { usleep(10_000) }
     if process.isRunning { process.terminate() }
     process.waitUntilExit()
-    return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    return Result(status: process.terminationStatus, crashed: process.terminationReason == .uncaughtSignal, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
   }
 }
