@@ -63,14 +63,14 @@ public final class LanguageModelEvaluation: EvaluationModel {
       documentPrefixToken: Self.defaultPrefixToken(for: loaded))
   }
 
-  /// The token put before each perplexity document: `<|endoftext|>` when the vocabulary has it,
-  /// else the tokenizer's EOS, else the configuration's first EOS.
+  /// Picks the token put before each perplexity document: `<|endoftext|>` when the vocabulary
+  /// has it, else the tokenizer's EOS, else the configuration's first EOS.
   ///
-  /// lm-evaluation-harness (v0.4) scores the first token of a document after its prefix token,
-  /// and its older releases used the end-of-text token there. `<|endoftext|>` is the separator
-  /// between pretraining documents of GPT-2-style vocabularies such as SmolLM2's, so it is the
-  /// context a model has learned for "a new document starts". Recent releases prefer a BOS token
-  /// when the tokenizer has one, which for SmolLM2-Instruct is the chat marker `<|im_start|>`.
+  /// `<|endoftext|>` separates pretraining documents in GPT-2-style vocabularies such as
+  /// SmolLM2's, so it is the context a model has learned for the start of a document.
+  /// NOTE: lm-evaluation-harness's `HFLM.prefix_token_id` prefers the tokenizer's BOS and falls
+  /// back to its EOS. For SmolLM2-Instruct those are the chat markers `<|im_start|>` and
+  /// `<|im_end|>`, so its perplexities differ slightly from these.
   public static func defaultPrefixToken(for loaded: LoadedModel) -> Int? {
     loaded.tokenizer.id(for: "<|endoftext|>") ?? loaded.tokenizer.eosTokenID
       ?? loaded.configuration.eosTokenIDs.first
