@@ -14,7 +14,6 @@ public final class LanguageModelEvaluation: EvaluationModel {
   /// its own. It matches the common lm-evaluation-harness default `max_length` of 2048.
   public static let defaultStudentContext = 2048
 
-
   public let model: any LanguageModel
   public let maxContext: Int
   public let documentPrefixToken: Int?
@@ -38,7 +37,7 @@ public final class LanguageModelEvaluation: EvaluationModel {
     guard context >= 2, context <= (limit ?? Int.max) else {
       throw EvaluationError.invalidOption(
         name: "maximum context", value: "\(context)",
-        expected: "2...\(limit.map(String.init) ?? "any") (the model's context limit)")
+        expected: limit.map { "2...\($0) (the model's context limit)" } ?? "at least 2")
     }
     if let token = documentPrefixToken, !(0..<model.configuration.vocabularySize).contains(token) {
       throw EvaluationError.invalidOption(
