@@ -12,7 +12,7 @@ protocol Command {
 
 let commands: [any Command.Type] = [
   GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, ScoreCommand.self,
-  InspectCommand.self, LinearizeCommand.self, BenchCommand.self,
+  InspectCommand.self, LinearizeCommand.self, BenchCommand.self, EvalCommand.self,
 ]
 
 func printError(_ message: String) {
