@@ -21,8 +21,8 @@ public struct TrainingState: Codable, Sendable, Equatable {
   public var tokensSeen: Int
   /// Training seconds over the whole run, across resumptions.
   public var elapsedSeconds: Double
-  /// Length in bytes of `metrics.jsonl` when the checkpoint was taken; resuming cuts the log
-  /// back to it so that steps redone after a crash are not logged twice.
+  /// Length in bytes of `metrics.jsonl` when the checkpoint was taken. Resuming cuts the log
+  /// back to it, so steps redone after a crash are not logged twice.
   public var metricsBytes: UInt64
 
   public init(
@@ -48,8 +48,8 @@ public struct TrainingState: Codable, Sendable, Equatable {
   }
 }
 
-/// What the student folder needs besides the weights, so a checkpoint loads as a model:
-/// the student configuration, and the tokenizer and chat template copied from the student.
+/// The files of a student folder besides its weights (configuration, tokenizer and chat
+/// template, copied from the student being trained), so a checkpoint loads as a model.
 public struct StudentFolderFormat {
   public var configuration: ModelConfiguration
   public var tokenizer: BPETokenizer
@@ -93,7 +93,7 @@ public struct CheckpointStore {
     final ? "stage\(stage.rawValue)-final" : String(format: "stage%d-step%06d", stage.rawValue, step)
   }
 
-  /// The folder `latest.json` names, or nil when the run has no checkpoint yet.
+  /// Returns the folder `latest.json` names, or nil when the run has no checkpoint yet.
   public func latestCheckpoint() throws -> URL? {
     let url = outputDirectory.appendingPathComponent(Self.latestFileName)
     guard FileManager.default.fileExists(atPath: url.path) else { return nil }
@@ -178,13 +178,7 @@ public struct CheckpointStore {
   /// store must be in the checkpoint with the same shape) and returns the state and the
   /// optimizer tensors.
   public func read(_ folder: URL, into parameters: ParameterStore) throws -> (TrainingState, [String: Tensor]) {
-    let stateURL = folder.appendingPathComponent(Self.stateFileName)
-    let state: TrainingState
-    do {
-      state = try JSONDecoder().decode(TrainingState.self, from: Data(contentsOf: stateURL))
-    } catch {
-      throw TrainingError.fileOperationFailed(path: stateURL.path, operation: "read the training state", reason: "\(error)")
-    }
+    let state = try readState(folder)
     let weights = try SafetensorsFile(
       url: folder.appendingPathComponent(Self.studentFolderName).appendingPathComponent("model.safetensors"))
     for name in parameters.names {
@@ -194,6 +188,16 @@ public struct CheckpointStore {
     var optimizerTensors: [String: Tensor] = [:]
     for name in optimizerFile.tensorNames { optimizerTensors[name] = try optimizerFile.tensor(named: name) }
     return (state, optimizerTensors)
+  }
+
+  /// Reads only a checkpoint's `training_state.json`.
+  public func readState(_ folder: URL) throws -> TrainingState {
+    let stateURL = folder.appendingPathComponent(Self.stateFileName)
+    do {
+      return try JSONDecoder().decode(TrainingState.self, from: Data(contentsOf: stateURL))
+    } catch {
+      throw TrainingError.fileOperationFailed(path: stateURL.path, operation: "read the training state", reason: "\(error)")
+    }
   }
 
   private func fileOperation(_ path: String, _ operation: String, _ body: () throws -> Void) throws {

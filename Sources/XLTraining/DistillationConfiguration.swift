@@ -45,7 +45,7 @@ public struct StageSettings: Codable, Sendable, Equatable {
 /// training tokens. Each stage starts a fresh AdamW (β `beta1`/`beta2`, decoupled weight decay
 /// `weightDecay`) and clips the global gradient norm at `clipNorm`.
 public struct DistillationConfiguration: Codable, Sendable, Equatable {
-  /// Stages in the order they run; each stage appears at most once.
+  /// Stages in the order they run, each at most once (`validate()` checks this).
   public var stages: [StageSettings]
   public var batchSize = 1
   public var contextLength = 512
@@ -70,7 +70,7 @@ public struct DistillationConfiguration: Codable, Sendable, Equatable {
 
   // MARK: Recipe defaults
 
-  /// The xLlama recipe's peak learning rates: 2.5e-4, 2e-4 and 4e-4 for stages 1, 2, 3.
+  /// Returns the xLlama recipe's peak learning rate: 2.5e-4, 2e-4 and 4e-4 for stages 1, 2, 3.
   public static func defaultLearningRate(_ stage: MOHAWKStage) -> Float {
     switch stage {
     case .matrixOrientation: return 2.5e-4
@@ -79,7 +79,7 @@ public struct DistillationConfiguration: Codable, Sendable, Equatable {
     }
   }
 
-  /// Warmup-stable-decay for stages 1 and 2 (decay over the last 20 % of steps), linear decay
+  /// Returns warmup-stable-decay for stages 1 and 2 (decay over the last 20 % of steps), linear decay
   /// for stage 3; every schedule warms up over the first 10 % of steps (at least one).
   public static func defaultSchedule(_ stage: MOHAWKStage, steps: Int) -> LearningRateSchedule {
     let warmup = max(1, Int((0.1 * Double(steps)).rounded()))
@@ -91,11 +91,11 @@ public struct DistillationConfiguration: Codable, Sendable, Equatable {
     }
   }
 
-  /// Stages 1 and 2 train the token mixer only: their losses never reach the MLP, the
-  /// embedding, the final norm or the output projection, and AdamW's weight decay would
-  /// otherwise shrink those untouched weights. Stage 1's loss reads only the mixing matrix, so
-  /// the value, output-gate, head-norm and output projections are frozen as well. Stage 3
-  /// trains everything.
+  /// Returns the parameters each stage freezes by default. Stage 1's loss reads only the mixing
+  /// matrix, so everything but q, k, the gates and the input norm is frozen: AdamW's weight
+  /// decay would otherwise shrink weights that get no gradient. Stage 2 keeps the teacher's MLP
+  /// fixed, so the mixer alone learns to reproduce each layer, and freezes the embedding, final
+  /// norm and output projection, which its loss never reaches. Stage 3 trains everything.
   public static func defaultFreezePatterns(_ stage: MOHAWKStage) -> [String] {
     let outsideMixer = ["embed_tokens", "lm_head", "model.norm.", "mlp.", "post_attention_layernorm"]
     switch stage {
@@ -135,7 +135,7 @@ public struct DistillationConfiguration: Codable, Sendable, Equatable {
     }
   }
 
-  /// A run of all three stages sharing `tokens` by `split`, with the recipe's defaults.
+  /// Builds a run of all three stages sharing `tokens` by `split`, with the recipe's defaults.
   /// Stages whose share is zero are left out. Change batch size, context length and
   /// accumulation on `base` first: they decide the steps.
   public static func budgeted(

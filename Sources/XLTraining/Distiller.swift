@@ -47,7 +47,7 @@ public struct DistillationProgress: Sendable, Equatable, CustomStringConvertible
   }
 }
 
-/// The progress callback's answer.
+/// The progress callback's decision after each step.
 public enum DistillationControl: Sendable {
   case proceed
   /// Write a checkpoint and return from `run` (resume later with `resume()`).
@@ -111,7 +111,7 @@ public struct DistillationMetricsRecord: Codable, Sendable, Equatable {
   }
 }
 
-/// How a call to `Distiller.run` ended.
+/// The end state of a call to `Distiller.run`.
 public struct DistillationOutcome: Sendable, Equatable {
   /// True when every stage ran to its end.
   public var finished: Bool
@@ -129,15 +129,17 @@ public protocol ValidationLossMeasuring: AnyObject {
 
 /// Runs the MOHAWK stages of a `DistillationConfiguration` over token shards.
 ///
-/// Each stage: freeze its patterns (all else trainable), build its objective with the factory
-/// and a fresh AdamW, then `steps` times: zero the gradients; for each of
-/// `accumulationSteps` micro-batches add the objective's gradients; average loss and
-/// gradients over micro-batches; stop with `TrainingError.nonFiniteLoss` when the loss or
-/// gradient norm is not finite (the last checkpoint stays the latest); clip; take the AdamW
-/// step at the schedule's learning rate for this step; log a metrics line; measure validation
-/// at the interval; checkpoint at the interval, at the stage's end and when the callback says
-/// stop. Objectives must not keep state between calls, so a run resumed from a checkpoint
-/// repeats an uninterrupted one's losses bit for bit.
+/// Each stage freezes its patterns (all else is trainable) and builds its objective with the
+/// factory and a fresh AdamW. Each of its `steps` updates then:
+/// 1. zeroes the gradients and adds the objective's over `accumulationSteps` micro-batches;
+/// 2. averages loss and gradients over the micro-batches, and throws
+///    `TrainingError.nonFiniteLoss` when either is not finite, so the last checkpoint stays
+///    the latest;
+/// 3. clips, and takes the AdamW step at the schedule's learning rate for this step;
+/// 4. logs a metrics line, measures validation at the interval, and checkpoints at the
+///    interval, at the stage's end and when the callback returns `.stop`.
+/// Objectives must not keep state between calls, so a run resumed from a checkpoint repeats
+/// an uninterrupted one's losses bit for bit.
 public final class Distiller {
   public private(set) var configuration: DistillationConfiguration
   public let parameters: ParameterStore
@@ -148,7 +150,7 @@ public final class Distiller {
   private let validationShards: [TokenShardReader]
   private let objectiveFactory: (MOHAWKStage) throws -> TrainingObjective
 
-  /// Where the next `run` starts.
+  /// Index into `configuration.stages` of the stage the next `run` starts in.
   public private(set) var stageIndex = 0
   public private(set) var step = 0
   private var batcherPosition = BatcherPosition()
@@ -233,7 +235,7 @@ public final class Distiller {
   }
 
   /// Runs from the current position to the end of the last stage, or until the callback
-  /// answers `.stop`. Throws `TrainingError.nonFiniteLoss` on a NaN or infinite loss.
+  /// returns `.stop`. Throws `TrainingError.nonFiniteLoss` on a NaN or infinite loss.
   @discardableResult
   public func run(
     progress: (DistillationProgress) -> DistillationControl = { _ in .proceed }

@@ -2,9 +2,9 @@ import Foundation
 
 /// Draws loss curves from metrics records as a standalone SVG document.
 ///
-/// One panel per stage, stacked top to bottom in the order the stages first appear, each with
-/// its own axes (stages measure different losses): x is the step within the stage, y the
-/// loss on a linear scale with round-number ticks. The training loss is a path with id
+/// Each stage gets a panel with its own axes, because stages measure different losses. Panels
+/// are stacked top to bottom in the order the stages first appear. In each, x is the step
+/// within the stage and y the loss on a linear scale with round-number ticks. The training loss is a path with id
 /// `loss-stageK`; validation losses are circles of class `validation`. Non-finite losses
 /// break the line and are left out of the axis range.
 public enum LossPlot {

@@ -5,7 +5,7 @@ import XLTensors
 
 /// A deterministic stand-in for a MOHAWK objective: a quadratic pulling each parameter
 /// element toward a target read from the batch,
-/// `loss = ½ Σ_names Σ_i (p_i − t_i)²` with `t_i = (inputs[i mod n] mod 7) / 7`,
+/// `loss = ½ Σ_names Σ_i (p_i − t_i)²` with `t_i = stage · (inputs[i mod n] mod 7) / 7`,
 /// so the loss depends on the weights and on which batch came.
 final class QuadraticObjective: TrainingObjective {
   let stage: MOHAWKStage
@@ -194,11 +194,11 @@ struct DistillerTests {
     straight.weights = weights(reference.parameters)
     #expect(straight.losses.count == 13)
 
-    // Crash in the middle of stage 1 (step 5, after the step-3 checkpoint), then in stage 3
-    // (step 5 of 6, after its step-3 checkpoint); each time all memory is thrown away.
+    // Crash at the 9th objective call of stage 1 (the step-4 validation, after the step-3
+    // checkpoint), then likewise in stage 3. Each time all memory is thrown away.
     let output = folder.appendingPathComponent("crashing")
     var resumed = RunRecord()
-    let crashAtCall: [MOHAWKStage: Int] = [.matrixOrientation: 9, .endToEnd: 9]  // 2 calls per step
+    let crashAtCall: [MOHAWKStage: Int] = [.matrixOrientation: 9, .endToEnd: 9]  // 2 calls per step, 2 per validation
     var crashes = 0
     for attempt in 0..<3 {
       let distiller = try makeDistiller(folder: folder, output: output) { stage, call in
@@ -251,7 +251,8 @@ struct DistillerTests {
     #expect(outcome.lastCheckpoint?.lastPathComponent == "stage3-step000002")
     let second = try makeDistiller(folder: folder, output: output, configuration: toyConfiguration(checkpointInterval: 0))
     let state = try #require(try second.resume())
-    #expect(state.stageIndex == 1 && state.step == 2)
+    #expect(state.stageIndex == 1)
+    #expect(state.step == 2)
     let end = try second.run { losses.append($0.loss.bitPattern); return .proceed }
     #expect(end.finished)
     #expect(losses == straight)
