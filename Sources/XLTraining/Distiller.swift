@@ -148,6 +148,8 @@ public final class Distiller {
   public var studentFormat: StudentFolderFormat?
   private let trainShards: [TokenShardReader]
   private let validationShards: [TokenShardReader]
+  /// Why validation is off although validation shards were given, or nil.
+  public private(set) var validationNote: String?
   private let objectiveFactory: (MOHAWKStage) throws -> TrainingObjective
 
   /// Index into `configuration.stages` of the stage the next `run` starts in.
@@ -178,7 +180,17 @@ public final class Distiller {
     self.configuration = configuration
     self.parameters = parameters
     self.trainShards = trainShards
-    self.validationShards = validationShards
+    var usableValidation = validationShards
+    if !validationShards.isEmpty {
+      do {
+        _ = try Batcher(
+          shards: validationShards, contextLength: configuration.contextLength, batchSize: 1, seed: 0)
+      } catch let error as TrainingError {
+        validationNote = "validation is off because the validation shards are too short: \(error)"
+        usableValidation = []
+      }
+    }
+    self.validationShards = usableValidation
     self.outputDirectory = outputDirectory
     self.studentFormat = studentFormat
     self.objectiveFactory = objectiveFactory

@@ -84,7 +84,9 @@ enum DistillCommand: Command {
       objectiveFactory: wiring.objectiveFactory)
     if latest != nil { try distiller.resume() }
     if configuration.validationInterval > 0 && validationShards.isEmpty {
-      stderrLine("note: \(dataFolder.path) has no validation shards; validation is off")
+      stderrLine("note: \(dataFolder.path) has no validation shards, so validation is off")
+    } else if configuration.validationInterval > 0, let note = distiller.validationNote {
+      stderrLine("note: \(note)")
     }
     let plan = distiller.configuration.stages.map { "stage \($0.stage.rawValue): \($0.steps) steps, lr \($0.learningRate), \($0.schedule)" }
     stderrLine("plan (\(distiller.configuration.tokensPerStep) tokens per step): " + plan.joined(separator: "; "))
@@ -154,7 +156,7 @@ enum DistillCommand: Command {
       do {
         configuration = try DistillationConfiguration.budgeted(tokens: tokens, split: split.map { $0! }, base: base)
       } catch let error as TrainingError {
-        throw CommandLineError.invalidValue(option: "--split", value: splitText, expected: "\(error)")
+        throw CommandLineError.conflicting("--split \(splitText): \(error)")
       }
     }
 

@@ -303,6 +303,24 @@ struct DistillerTests {
     #expect(leftovers == ["stage1-step000004"])
   }
 
+  @Test("too short validation shards turn validation off")
+  func shortValidation() throws {
+    let folder = try makeTemporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let shards = try toyShards(in: folder)
+    let short = try makeShard([1, 2, 3, 4, 5], vocabSize: 50, in: folder, name: "validation-short.bin")
+    let distiller = try Distiller(
+      configuration: toyConfiguration(), parameters: toyParameters(), trainShards: shards.train,
+      validationShards: [short], outputDirectory: folder.appendingPathComponent("run")
+    ) { QuadraticObjective(stage: $0) }
+    #expect(distiller.validationNote?.contains("too short") == true)
+    let outcome = try distiller.run()
+    #expect(outcome.finished)
+    let records = try DistillationMetricsRecord.load(from: distiller.metricsURL)
+    #expect(records.count == 13)
+    #expect(records.allSatisfy { $0.valLoss == nil })
+  }
+
   @Test("invalid configuration is rejected")
   func invalidConfiguration() throws {
     var configuration = toyConfiguration()
