@@ -7,12 +7,19 @@ protocol Command {
   static var summary: String { get }
   static var usage: String { get }
   static var options: [OptionSpec] { get }
+  /// A word that must follow the verb (`xllama data prepare`), or nil.
+  static var subcommand: String? { get }
   static func run(_ options: ParsedOptions) throws
+}
+
+extension Command {
+  static var subcommand: String? { nil }
 }
 
 let commands: [any Command.Type] = [
   GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, ScoreCommand.self,
-  InspectCommand.self, LinearizeCommand.self, BenchCommand.self, EvalCommand.self,
+  InspectCommand.self, LinearizeCommand.self, DataCommand.self, DistillCommand.self, PlotCommand.self,
+  EvalCommand.self, BenchCommand.self,
 ]
 
 func printError(_ message: String) {
@@ -43,8 +50,16 @@ guard let command = commands.first(where: { $0.name == verb }) else {
   printError(CommandLineError.unknownVerb(verb).description)
   exit(2)
 }
+var rest = Array(arguments.dropFirst())
+if let subcommand = command.subcommand, rest.first != "--help", rest.first != "-h" {
+  guard rest.first == subcommand else {
+    printError("'xllama \(verb)' needs the subcommand '\(subcommand)'; see 'xllama \(verb) --help'")
+    exit(2)
+  }
+  rest.removeFirst()
+}
 do {
-  let options = try ParsedOptions(verb: verb, arguments: Array(arguments.dropFirst()), specs: command.options)
+  let options = try ParsedOptions(verb: verb, arguments: rest, specs: command.options)
   if options.helpRequested {
     print(helpText(verb: command.name, summary: command.summary, usage: command.usage, specs: command.options))
     exit(0)
