@@ -145,6 +145,23 @@ struct MOHAWKFixtureTests {
     #expect(compared > 0)
   }
 
+  @Test("layer workers match one thread", arguments: [MOHAWKStage.matrixOrientation, .hiddenStateAlignment])
+  func layerConcurrency(stage: MOHAWKStage) throws {
+    guard let fixture = try Self.load() else { return }
+    var results: [(Float, ParameterStore)] = []
+    for workers in [1, 2] {
+      let objective = MOHAWKObjective(
+        stage: stage, teacher: fixture.teacher, studentConfiguration: fixture.studentConfiguration)
+      objective.layerConcurrency = workers
+      let store = try fixture.store()
+      results.append((try objective.lossAndGradients(batch: fixture.batch, parameters: store), store))
+    }
+    #expect(results[0].0 == results[1].0)
+    for name in results[0].1.names {
+      #expect(results[0].1.gradient(name) == results[1].1.gradient(name), "\(name)")
+    }
+  }
+
   /// Central differences on the largest-gradient element of a few parameters per stage, with
   /// h = 1e-3 in stage 1 (whose mixing matrix has kinks: row maxima and |·| in the normalizer)
   /// and 1e-2 otherwise: the derivative must agree within 5% of its own size (Float losses
