@@ -1,0 +1,192 @@
+import Foundation
+import XLModels
+import XLTensors
+
+/// The student's parameters as a store, named as in checkpoints (`XLlamaParameterNames.all`),
+/// in checkpoint order. Every tensor must be present with the configuration's shape.
+public func makeStudentParameterStore(
+  from provider: TensorProvider, configuration: ModelConfiguration
+) throws -> ParameterStore {
+  var c = configuration
+  c.modelType = "xllama"
+  let store = ParameterStore()
+  for (name, shape) in XLlamaParameterNames.all(for: c) {
+    let tensor = try provider.tensor(named: name)
+    guard tensor.shape == shape else {
+      throw TensorError.shapeMismatch(name: name, expected: shape, found: tensor.shape)
+    }
+    store.add(name, tensor)
+  }
+  return store
+}
+
+/// The fifteen parameters of one student layer, in checkpoint order.
+enum LayerParameter: Int, CaseIterable {
+  case inputNorm, query, key, value, outputGate, inputGate, inputGateBias, forgetGate,
+    forgetGateBias, headNorm, outputProjection, postAttentionNorm, mlpGate, mlpUp, mlpDown
+
+  /// The name after `model.layers.N.`.
+  var suffix: String {
+    switch self {
+    case .inputNorm: return "input_layernorm.weight"
+    case .query: return "self_attn.q.weight"
+    case .key: return "self_attn.k.weight"
+    case .value: return "self_attn.v.weight"
+    case .outputGate: return "self_attn.ogate_preact.weight"
+    case .inputGate: return "self_attn.igate_preact.weight"
+    case .inputGateBias: return "self_attn.igate_preact.bias"
+    case .forgetGate: return "self_attn.fgate_preact.weight"
+    case .forgetGateBias: return "self_attn.fgate_preact.bias"
+    case .headNorm: return "self_attn.multihead_norm.weight"
+    case .outputProjection: return "self_attn.out_proj.weight"
+    case .postAttentionNorm: return "post_attention_layernorm.weight"
+    case .mlpGate: return "mlp.gate_proj.weight"
+    case .mlpUp: return "mlp.up_proj.weight"
+    case .mlpDown: return "mlp.down_proj.weight"
+    }
+  }
+
+  /// The parameters stage 1 trains: everything the mixing matrix depends on.
+  static let mixingMatrixInputs: [LayerParameter] = [
+    .inputNorm, .query, .key, .inputGate, .inputGateBias, .forgetGate, .forgetGateBias,
+  ]
+}
+
+/// One layer's parameter values (read from a store) or gradients (zeros, then filled), one
+/// flat buffer per `LayerParameter`. A gradient set may leave parameters out; their buffers
+/// are empty and are not added to the store.
+struct LayerTensors {
+  var buffers: [[Float]]
+
+  subscript(parameter: LayerParameter) -> [Float] {
+    get { buffers[parameter.rawValue] }
+    set { buffers[parameter.rawValue] = newValue }
+  }
+
+  /// The current values of layer `layer` from `store` (no copy: arrays share storage).
+  init(store: ParameterStore, layer: Int) throws {
+    buffers = try LayerParameter.allCases.map { parameter in
+      let name = XLlamaParameterNames.layer(layer) + parameter.suffix
+      guard let value = store.value(name) else { throw TensorError.missingTensor(name) }
+      return value.data
+    }
+  }
+
+  /// Zero gradients shaped like `values` for the parameters in `only`.
+  init(zerosLike values: LayerTensors, only: [LayerParameter] = LayerParameter.allCases) {
+    buffers = Array(repeating: [], count: LayerParameter.allCases.count)
+    for parameter in only {
+      buffers[parameter.rawValue] = [Float](repeating: 0, count: values[parameter].count)
+    }
+  }
+
+  /// Adds every non-empty buffer into the matching gradient of `store`, skipping frozen ones.
+  func addGradients(into store: ParameterStore, layer: Int) {
+    for parameter in LayerParameter.allCases where !buffers[parameter.rawValue].isEmpty {
+      let name = XLlamaParameterNames.layer(layer) + parameter.suffix
+      if store.frozen.contains(name) { continue }
+      let source = buffers[parameter.rawValue]
+      store.withGradient(name) { gradient in
+        for index in gradient.indices { gradient[index] += source[index] }
+      }
+    }
+  }
+}
+
+/// Sizes of one batch through the student: B rows of S tokens, T = B·S.
+struct StudentGeometry {
+  let rows: Int
+  let length: Int
+  let dim: Int
+  let heads: Int
+  let keyValueHeads: Int
+  let headDim: Int
+  let mlpWidth: Int
+  let normEps: Float
+  let softCap: Float
+
+  var tokens: Int { rows * length }
+  var queryWidth: Int { heads * headDim }
+  var keyWidth: Int { keyValueHeads * headDim }
+  var group: Int { heads / keyValueHeads }
+  /// Shape of the cell's q, k, v and h: (B, NH, S, DH).
+  var cellShape: [Int] { [rows, heads, length, headDim] }
+  /// Shape of the cell's gates: (B, NH, S).
+  var gateShape: [Int] { [rows, heads, length] }
+
+  init(configuration c: ModelConfiguration, rows: Int, length: Int) {
+    self.rows = rows
+    self.length = length
+    dim = c.hiddenSize
+    heads = c.headCount
+    keyValueHeads = c.keyValueHeadCount
+    headDim = c.headDim
+    mlpWidth = c.intermediateSize
+    normEps = c.rmsNormEps
+    softCap = c.gateSoftCap
+  }
+
+  /// Copies token-major columns into the cell layout: source (T, width), where head h reads
+  /// columns `(h / headsPerSource) · DH ..< +DH` → (B, NH, S, DH).
+  func toCell(_ source: [Float], width: Int, headsPerSource: Int) -> [Float] {
+    var result = [Float](repeating: 0, count: tokens * queryWidth)
+    let (s, dh) = (length, headDim)
+    source.withUnsafeBufferPointer { src in
+      result.withUnsafeMutableBufferPointer { dst in
+        for b in 0..<rows {
+          for h in 0..<heads {
+            let column = (h / headsPerSource) * dh
+            for t in 0..<s {
+              let from = src.baseAddress! + (b * s + t) * width + column
+              let to = dst.baseAddress! + ((b * heads + h) * s + t) * dh
+              to.update(from: from, count: dh)
+            }
+          }
+        }
+      }
+    }
+    return result
+  }
+
+  /// Adds a cell-layout gradient (B, NH, S, DH) back into token-major columns (T, width),
+  /// summing the heads that share a source head (the transpose of `toCell`).
+  func addFromCell(_ cell: [Float], into target: inout [Float], width: Int, headsPerSource: Int) {
+    let (s, dh) = (length, headDim)
+    cell.withUnsafeBufferPointer { src in
+      target.withUnsafeMutableBufferPointer { dst in
+        for b in 0..<rows {
+          for h in 0..<heads {
+            let column = (h / headsPerSource) * dh
+            for t in 0..<s {
+              let from = src.baseAddress! + ((b * heads + h) * s + t) * dh
+              let to = dst.baseAddress! + (b * s + t) * width + column
+              for j in 0..<dh { to[j] += from[j] }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// (T, NH) → (B, NH, S).
+  func gatesToCell(_ source: [Float]) -> [Float] {
+    var result = [Float](repeating: 0, count: tokens * heads)
+    for b in 0..<rows {
+      for h in 0..<heads {
+        for t in 0..<length { result[(b * heads + h) * length + t] = source[(b * length + t) * heads + h] }
+      }
+    }
+    return result
+  }
+
+  /// (B, NH, S) → (T, NH).
+  func gatesFromCell(_ source: [Float]) -> [Float] {
+    var result = [Float](repeating: 0, count: tokens * heads)
+    for b in 0..<rows {
+      for h in 0..<heads {
+        for t in 0..<length { result[(b * length + t) * heads + h] = source[(b * heads + h) * length + t] }
+      }
+    }
+    return result
+  }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+import XLModels
+import XLTensors
+@testable import XLTraining
+
+/// Throughput of the MOHAWK stages on a SmolLM2-135M-shaped pair with random weights, one
+/// row of `XLLAMA_BENCH_TOKENS` tokens (default 512). Runs only when `XLLAMA_BENCH` is set,
+/// and belongs in a release build:
+///
+///     XLLAMA_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter MOHAWKBenchmark
+@Suite("MOHAWK throughput")
+struct MOHAWKBenchmarkTests {
+  static var enabled: Bool { ProcessInfo.processInfo.environment["XLLAMA_BENCH"] != nil }
+
+  static func configuration() -> ModelConfiguration {
+    ModelConfiguration(
+      hiddenSize: 576, intermediateSize: 1536, layerCount: 30, headCount: 9, keyValueHeadCount: 3,
+      vocabularySize: 49152, rmsNormEps: 1e-5, ropeTheta: 100000, tieWordEmbeddings: true,
+      maxPositionEmbeddings: 8192)
+  }
+
+  static func randomTeacher(_ c: ModelConfiguration) -> TensorDictionary {
+    var random = SplitMix64(seed: 7)
+    func normal(_ shape: [Int]) -> Tensor {
+      Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in random.nextNormal() * 0.02 })
+    }
+    let d = c.hiddenSize
+    let q = c.headCount * c.headDim
+    let kv = c.keyValueHeadCount * c.headDim
+    var tensors: [String: Tensor] = [
+      "model.embed_tokens.weight": normal([c.vocabularySize, d]),
+      "model.norm.weight": Tensor(repeating: 1, shape: [d]),
+    ]
+    for layer in 0..<c.layerCount {
+      let p = "model.layers.\(layer)."
+      tensors[p + "input_layernorm.weight"] = Tensor(repeating: 1, shape: [d])
+      tensors[p + "post_attention_layernorm.weight"] = Tensor(repeating: 1, shape: [d])
+      tensors[p + "self_attn.q_proj.weight"] = normal([q, d])
+      tensors[p + "self_attn.k_proj.weight"] = normal([kv, d])
+      tensors[p + "self_attn.v_proj.weight"] = normal([kv, d])
+      tensors[p + "self_attn.o_proj.weight"] = normal([d, q])
+      tensors[p + "mlp.gate_proj.weight"] = normal([c.intermediateSize, d])
+      tensors[p + "mlp.up_proj.weight"] = normal([c.intermediateSize, d])
+      tensors[p + "mlp.down_proj.weight"] = normal([d, c.intermediateSize])
+    }
+    return TensorDictionary(tensors)
+  }
+
+  @Test("stage throughput on a 135M-shaped student", .enabled(if: enabled))
+  func throughput() throws {
+    let c = Self.configuration()
+    let tokens = Int(ProcessInfo.processInfo.environment["XLLAMA_BENCH_TOKENS"] ?? "") ?? 512
+    let weights = Self.randomTeacher(c)
+    let teacher = try LlamaModel(configuration: c, weights: weights, source: "random")
+    let studentTensors = try Linearization.studentTensors(teacher: c, weights: weights, source: "random")
+    let studentConfiguration = Linearization.studentConfiguration(for: c, seed: 0)
+    let store = try makeStudentParameterStore(
+      from: TensorDictionary(Dictionary(uniqueKeysWithValues: studentTensors.map { ($0.name, $0.tensor) })),
+      configuration: studentConfiguration)
+    var random = SplitMix64(seed: 3)
+    let ids = (0..<tokens).map { _ in Int32(random.nextIndex(below: c.vocabularySize)) }
+    let batch = TokenBatch(rows: 1, contextLength: tokens, inputs: ids, targets: ids, epoch: 0)
+    let optimizer = AdamW()
+
+    func seconds(_ body: () throws -> Void) rethrows -> Double {
+      let start = Date()
+      try body()
+      return Date().timeIntervalSince(start)
+    }
+    let trace = try seconds {
+      _ = try teacher.trace(ids: ids.map(Int.init), rows: 1, length: tokens, includeAttention: true)
+    }
+    print("teacher trace (with attention): \(String(format: "%.2f", trace)) s")
+
+    for stage in MOHAWKStage.allCases {
+      let objective = MOHAWKObjective(stage: stage, teacher: teacher, studentConfiguration: studentConfiguration)
+      let settings: [(Int, Int)] = stage == .endToEnd ? [(1, 2), (1, 1)] : [(2, 1), (1, 2)]
+      for (workers, blas) in settings {
+        objective.layerConcurrency = workers
+        objective.blasThreads = blas
+        var best = Double.infinity
+        var loss: Float = 0
+        for _ in 0..<2 {
+          let time = try seconds {
+            store.zeroGradients()
+            loss = try objective.lossAndGradients(batch: batch, parameters: store)
+            optimizer.update(store, learningRate: 1e-5)
+          }
+          best = min(best, time)
+        }
+        print(
+          "stage \(stage.rawValue), \(workers) layer worker(s), \(blas) BLAS thread(s): "
+            + "\(String(format: "%.2f", best)) s per step, \(String(format: "%.1f", Double(tokens) / best)) tok/s, loss \(loss)")
+        #expect(loss.isFinite)
+      }
+    }
+  }
+}
