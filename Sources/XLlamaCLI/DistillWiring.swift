@@ -7,11 +7,6 @@ struct DistillationWiring {
   let objectiveFactory: (MOHAWKStage) throws -> TrainingObjective
 }
 
-#if XLLAMA_MOHAWK_OBJECTIVES
-// Built once the MOHAWK objectives (`MOHAWKObjective`, `makeStudentParameterStore`) are in
-// XLTraining; until then the branch below keeps the command compiling. Remove the condition
-// when they are merged.
-
 extension MOHAWKObjective: ValidationLossMeasuring {}
 
 /// Loads the teacher and connects it to the student's parameters.
@@ -31,14 +26,3 @@ func makeDistillationWiring(
     MOHAWKObjective(stage: stage, teacher: teacher, studentConfiguration: studentConfiguration)
   }
 }
-
-#else
-
-func makeDistillationWiring(
-  teacherPath: String, studentConfiguration: ModelConfiguration, studentWeights: any TensorProvider, studentPath: String
-) throws -> DistillationWiring {
-  throw CommandLineError.conflicting(
-    "this build has no MOHAWK stage objectives yet (XLTraining's MOHAWKObjective); 'xllama distill' cannot train")
-}
-
-#endif
