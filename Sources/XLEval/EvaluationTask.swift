@@ -12,10 +12,13 @@ public enum EvaluationTask: String, CaseIterable, Codable, Sendable {
   case lambadaOpenAI = "lambada_openai"
   case wikitext2
   case imdb
+  /// Perplexity of any UTF-8 text file, scored whole as one document (`eval/text.txt` in the
+  /// data directory unless the configuration names another file).
+  case text
 
   /// Whether the task measures rolling perplexity of plain text rather than scoring choices.
   public var isPerplexityTask: Bool {
-    self == .wikitext2 || self == .imdb
+    self == .wikitext2 || self == .imdb || self == .text
   }
 
   /// The data file of the task, relative to the data directory.
@@ -23,18 +26,19 @@ public enum EvaluationTask: String, CaseIterable, Codable, Sendable {
     switch self {
     case .wikitext2: return "eval/wikitext2_test.raw.txt"
     case .imdb: return "eval/imdb_test_1000.jsonl"
+    case .text: return "eval/text.txt"
     default: return "tasks/\(rawValue).jsonl"
     }
   }
 
   /// Parses a comma-separated list such as `hellaswag,piqa,wikitext2`. Blanks around names are
-  /// ignored, and `all` means every task.
+  /// ignored, and `all` means every task but `text`.
   public static func parseList(_ list: String) throws -> [EvaluationTask] {
     var tasks: [EvaluationTask] = []
     for name in list.split(separator: ",") {
       let trimmed = name.trimmingCharacters(in: .whitespaces)
       if trimmed == "all" {
-        tasks.append(contentsOf: allCases)
+        tasks.append(contentsOf: allCases.filter { $0 != .text })
       } else if let task = EvaluationTask(rawValue: trimmed) {
         tasks.append(task)
       } else {

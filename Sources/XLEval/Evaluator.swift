@@ -14,12 +14,15 @@ public struct EvaluationConfiguration: Sendable {
   public var windowLength: Int?
   /// New tokens scored per window; nil means `windowLength − 1` (disjoint windows).
   public var stride: Int?
+  /// The file the `text` task scores; nil means `eval/text.txt` in the data directory.
+  public var textFile: URL?
 
   public init(
     dataDirectory: URL, tasks: [EvaluationTask], limit: Int? = nil,
     malformedLinePolicy: MalformedLinePolicy = .fail, documentsPerBatch: Int = 16,
-    windowLength: Int? = nil, stride: Int? = nil
+    windowLength: Int? = nil, stride: Int? = nil, textFile: URL? = nil
   ) {
+    self.textFile = textFile
     self.dataDirectory = dataDirectory
     self.tasks = tasks
     self.limit = limit
@@ -149,7 +152,7 @@ public struct Evaluator {
   private var loader: TaskLoader {
     TaskLoader(
       dataDirectory: configuration.dataDirectory, limit: configuration.limit,
-      policy: configuration.malformedLinePolicy)
+      policy: configuration.malformedLinePolicy, textFile: configuration.textFile)
   }
 
   private func evaluateChoices(

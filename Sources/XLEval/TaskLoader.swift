@@ -12,16 +12,20 @@ public struct TaskLoader: Sendable {
   /// WikiText-2 is one document, so a limit does not shorten it.
   public var limit: Int?
   public var policy: MalformedLinePolicy
+  /// The file of the `text` task, when it is not `eval/text.txt` in the data directory.
+  public var textFile: URL?
 
-  public init(dataDirectory: URL, limit: Int? = nil, policy: MalformedLinePolicy = .fail) {
+  public init(dataDirectory: URL, limit: Int? = nil, policy: MalformedLinePolicy = .fail, textFile: URL? = nil) {
     self.dataDirectory = dataDirectory
     self.limit = limit
     self.policy = policy
+    self.textFile = textFile
   }
 
-  /// Returns the file of `task` inside the data directory.
+  /// Returns the file of `task`: inside the data directory, or `textFile` for the `text` task.
   public func url(of task: EvaluationTask) -> URL {
-    dataDirectory.appendingPathComponent(task.relativePath)
+    if task == .text, let textFile { return textFile }
+    return dataDirectory.appendingPathComponent(task.relativePath)
   }
 
   /// Loads the documents of a multiple-choice or LAMBADA task.
@@ -40,7 +44,7 @@ public struct TaskLoader: Sendable {
   public func loadTextDocuments(_ task: EvaluationTask) throws -> LoadedDocuments<TextDocument> {
     precondition(task.isPerplexityTask, "\(task.rawValue) is not a perplexity task")
     let fileURL = url(of: task)
-    if task == .wikitext2 {
+    if task == .wikitext2 || task == .text {
       let text = try readText(fileURL)
       return LoadedDocuments(documents: [TextDocument(index: 0, text: text)], skippedLines: [])
     }
@@ -90,7 +94,7 @@ public struct TaskLoader: Sendable {
         context: row.context, continuation: " " + row.continuation,
         normalizationLength: row.continuation.unicodeScalars.count)
       return ChoiceDocument(task: task, index: index, choices: [choice], gold: nil)
-    case .wikitext2, .imdb:
+    case .wikitext2, .imdb, .text:
       preconditionFailure("\(task.rawValue) has no choices")
     }
   }

@@ -4,14 +4,17 @@ import XLlama
 enum EvalCommand: Command {
   static let name = "eval"
   static let summary = "Score perplexity and zero-shot tasks, with the student's recovery of a teacher."
-  static let usage = "--model PATH --tasks LIST [--teacher PATH] [options]"
+  static let usage = "--model PATH (--tasks LIST | --text-file FILE) [--teacher PATH] [options]"
   static let defaultMaxContext = 2048
   static let options: [OptionSpec] = [
     modelOption,
     OptionSpec(name: "--teacher", valueName: "PATH", help: "also evaluate this model and report the recovery of --model against it"),
     OptionSpec(
       name: "--tasks", valueName: "LIST",
-      help: "comma-separated tasks, or all: " + EvaluationTask.allCases.map(\.rawValue).joined(separator: ", ")),
+      help: "comma-separated tasks, or all: " + EvaluationTask.allCases.filter { $0 != .text }.map(\.rawValue).joined(separator: ", ")),
+    OptionSpec(
+      name: "--text-file", valueName: "FILE",
+      help: "also report the perplexity of this UTF-8 text file, scored whole (task 'text')"),
     OptionSpec(
       name: "--limit", valueName: "N",
       help: "score only the first N lines of each JSON Lines task file (WikiText-2 is one document and is never cut)"),
@@ -37,11 +40,19 @@ enum EvalCommand: Command {
 
   static func run(_ options: ParsedOptions) throws {
     try applyThreads(options)
-    let tasks = try EvaluationTask.parseList(try options.required("--tasks"))
-    guard !tasks.isEmpty else {
-      throw CommandLineError.invalidValue(option: "--tasks", value: options.string("--tasks") ?? "", expected: "at least one task")
+    let textFile = options.string("--text-file").map { URL(fileURLWithPath: $0) }
+    var tasks = try EvaluationTask.parseList(options.string("--tasks") ?? "")
+    if let textFile {
+      guard FileManager.default.isReadableFile(atPath: textFile.path) else {
+        throw CommandLineError.invalidValue(option: "--text-file", value: textFile.path, expected: "a readable UTF-8 text file")
+      }
+      if !tasks.contains(.text) { tasks.append(.text) }
     }
-    let dataDirectory = try resolveDataDirectory(options.string("--data-dir"), tasks: tasks)
+    guard !tasks.isEmpty else {
+      throw CommandLineError.missingRequired(verb: name, option: "--tasks or --text-file")
+    }
+    let dataDirectory = try resolveDataDirectory(
+      options.string("--data-dir"), tasks: tasks.filter { !($0 == .text && textFile != nil) })
     let policyText = options.string("--on-malformed") ?? "fail"
     guard let policy = MalformedLinePolicy(rawValue: policyText) else {
       throw CommandLineError.invalidValue(option: "--on-malformed", value: policyText, expected: "fail or skip")
@@ -51,7 +62,8 @@ enum EvalCommand: Command {
     let stride = try options.string("--stride").map { _ in try options.integer("--stride", default: 0, range: 1...1_000_000) }
     let configuration = EvaluationConfiguration(
       dataDirectory: dataDirectory, tasks: tasks, limit: limit, malformedLinePolicy: policy,
-      documentsPerBatch: try options.integer("--batch", default: 16, range: 1...100_000), windowLength: nil, stride: stride)
+      documentsPerBatch: try options.integer("--batch", default: 16, range: 1...100_000), windowLength: nil, stride: stride,
+      textFile: textFile)
 
     var teacherRun: EvaluationRun? = nil
     if options.string("--teacher") != nil {
@@ -99,6 +111,7 @@ enum EvalCommand: Command {
   /// The data directory from the option, `XLLAMA_DATA`, or `../shared/data`, checked to hold the
   /// file of every requested task.
   static func resolveDataDirectory(_ option: String?, tasks: [EvaluationTask]) throws -> URL {
+    if tasks.isEmpty && option == nil { return URL(fileURLWithPath: FileManager.default.currentDirectoryPath) }
     let path = option ?? ProcessInfo.processInfo.environment["XLLAMA_DATA"] ?? "../shared/data"
     let folder = URL(fileURLWithPath: path).standardized
     let layout = "expected a folder with tasks/<task>.jsonl for the choice tasks and eval/wikitext2_test.raw.txt, "

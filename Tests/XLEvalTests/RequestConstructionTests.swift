@@ -29,7 +29,7 @@ private func pythonRequests(_ task: EvaluationTask, _ doc: [String: Any]) -> ([S
     return (options, Array(repeating: " " + string("continuation"), count: options.count), int("gold"))
   case .lambadaOpenAI:
     return ([string("context")], [" " + string("continuation")], nil)
-  case .wikitext2, .imdb:
+  case .wikitext2, .imdb, .text:
     fatalError("not a choice task")
   }
 }
@@ -202,5 +202,23 @@ struct JoinMergeTests {
     ).run()
     #expect(run.results.tasks.first?.mergedJoins == 2)
     #expect(run.samples.first?.continuationTokens == [4, 3])
+  }
+}
+
+@Suite("Plain text perplexity task")
+struct TextTaskTests {
+  @Test("text task reads the named file whole")
+  func textFileIsOneDocument() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("xleval-text-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let file = folder.appendingPathComponent("book.txt")
+    try "First line.\n\nSecond paragraph.\n".write(to: file, atomically: true, encoding: .utf8)
+    let loader = TaskLoader(dataDirectory: URL(fileURLWithPath: "/nonexistent"), limit: 1, textFile: file)
+    #expect(loader.url(of: .text) == file)
+    let loaded = try loader.loadTextDocuments(.text)
+    #expect(loaded.documents.count == 1)
+    #expect(loaded.documents.first?.text == "First line.\n\nSecond paragraph.\n")
+    #expect(try EvaluationTask.parseList("all").contains(.text) == false)
   }
 }
