@@ -12,10 +12,11 @@ enum EndToEndPass {
     var total: Float { crossEntropy + kl }
   }
 
-  /// ids (B·S) row-major, teacherLogits (B·S, V). Adds gradients into `store` when asked.
+  /// ids (B·S) row-major, teacherLogits (B·S, V). Adds gradients into `store` when asked;
+  /// `lm_head` and the loss run `chunkRows` rows at a time.
   static func run(
     ids: [Int32], geometry g: StudentGeometry, configuration c: ModelConfiguration,
-    teacherLogits: [Float], store: ParameterStore, gradients: Bool
+    teacherLogits: [Float], store: ParameterStore, gradients: Bool, chunkRows: Int
   ) throws -> Losses {
     let t = g.tokens
     let d = g.dim
@@ -45,42 +46,30 @@ enum EndToEndPass {
     var inverseRMS = [Float](repeating: 0, count: t)
     TrainingKernels.rmsNormForward(
       hidden, rows: t, dim: d, weight: finalNorm, eps: g.normEps, into: &normed, savedInverseRMS: &inverseRMS)
-    var logits = [Float](repeating: 0, count: t * v)
-    TrainingKernels.linearForward(normed, rows: t, inFeatures: d, weight: outputProjection, outFeatures: v, into: &logits)
-
     // Row b predicts ids[b, 1...]; its last position has no target.
     var targets = [Int32](repeating: -1, count: t)
     for row in 0..<g.rows {
       for position in 0..<(g.length - 1) { targets[row * g.length + position] = ids[row * g.length + position + 1] }
     }
-    var logNormalizer = [Float](repeating: 0, count: t)
-    var teacherLogNormalizer = logNormalizer
-    var studentLogNormalizer = logNormalizer
-    let crossEntropy = TrainingKernels.crossEntropyLoss(
-      logits: logits, targets: targets, rows: t, vocabSize: v, savedLogNormalizer: &logNormalizer)
-    let kl = TrainingKernels.klDivergenceLoss(
-      studentLogits: logits, teacherLogits: teacherLogits, rows: t, vocabSize: v,
-      savedStudentLogNormalizer: &studentLogNormalizer, savedTeacherLogNormalizer: &teacherLogNormalizer)
-    let losses = Losses(crossEntropy: crossEntropy, kl: kl)
+    var dNormed = [Float](repeating: 0, count: gradients ? t * d : 0)
+    let losses: Losses
+    if !gradients {
+      losses = headAndLoss(
+        normed: normed, targets: targets, teacherLogits: teacherLogits, outputProjection: outputProjection,
+        tokens: t, dim: d, vocabularySize: v, chunkRows: chunkRows, normedGrad: nil, outputProjectionGrad: nil)
+    } else if store.frozen.contains(XLlamaParameterNames.outputProjection) {
+      losses = headAndLoss(
+        normed: normed, targets: targets, teacherLogits: teacherLogits, outputProjection: outputProjection,
+        tokens: t, dim: d, vocabularySize: v, chunkRows: chunkRows, normedGrad: &dNormed, outputProjectionGrad: nil)
+    } else {
+      losses = store.withGradient(XLlamaParameterNames.outputProjection) { outputGrad in
+        headAndLoss(
+          normed: normed, targets: targets, teacherLogits: teacherLogits, outputProjection: outputProjection,
+          tokens: t, dim: d, vocabularySize: v, chunkRows: chunkRows, normedGrad: &dNormed, outputProjectionGrad: outputGrad.baseAddress)
+      }
+    }
     guard gradients else { return losses }
 
-    var dLogits = [Float](repeating: 0, count: t * v)
-    TrainingKernels.crossEntropyLossBackward(
-      logits: logits, targets: targets, rows: t, vocabSize: v, savedLogNormalizer: logNormalizer,
-      logitsGrad: &dLogits)
-    TrainingKernels.klDivergenceLossBackward(
-      studentLogits: logits, teacherLogits: teacherLogits, rows: t, vocabSize: v,
-      savedStudentLogNormalizer: studentLogNormalizer, savedTeacherLogNormalizer: teacherLogNormalizer,
-      studentLogitsGrad: &dLogits)
-    logits = []
-
-    var dNormed = [Float](repeating: 0, count: t * d)
-    var dOutputProjection = [Float](repeating: 0, count: v * d)
-    TrainingKernels.linearBackward(
-      normed, rows: t, inFeatures: d, weight: outputProjection, outFeatures: v, outputGrad: dLogits,
-      inputGrad: &dNormed, weightGrad: &dOutputProjection)
-    dLogits = []
-    add(dOutputProjection, to: XLlamaParameterNames.outputProjection, in: store)
     var dHidden = [Float](repeating: 0, count: t * d)
     var dFinalNorm = [Float](repeating: 0, count: d)
     TrainingKernels.rmsNormBackward(
@@ -88,11 +77,12 @@ enum EndToEndPass {
       inputGrad: &dHidden, weightGrad: &dFinalNorm)
     add(dFinalNorm, to: XLlamaParameterNames.finalNorm, in: store)
 
+    let buffers = LayerGradientBuffers(sizedLike: weights[0])
     for layer in stride(from: c.layerCount - 1, through: 0, by: -1) {
-      var grads = LayerTensors(zerosLike: weights[layer])
-      dHidden = forwards[layer]!.backward(outputGrad: dHidden, weights: weights[layer], grads: &grads)
+      let targets = buffers.targets(layer: layer, store: store, parameters: LayerParameter.allCases)
+      dHidden = forwards[layer]!.backward(outputGrad: dHidden, weights: weights[layer], grads: targets)
       forwards[layer] = nil
-      grads.addGradients(into: store, layer: layer)
+      buffers.add(targets, into: store, layer: layer)
     }
 
     if !store.frozen.contains(XLlamaParameterNames.embedding) {
@@ -101,6 +91,67 @@ enum EndToEndPass {
       }
     }
     return losses
+  }
+
+  /// `lm_head`, cross-entropy and KL over T rows, `chunkRows` rows at a time so that the
+  /// (rows, V) logits and their gradient stay small; `lm_head`'s weight gradient is
+  /// accumulated chunk by chunk.
+  ///
+  /// normed (T, D), targets (T) with −1 where no token is predicted, teacherLogits (T, V),
+  /// outputProjection (V, D). When `normedGrad` (T, D) is given, adds d(loss)/d(normed) into it
+  /// and, when `outputProjectionGrad` (V, D) is given, d(loss)/d(lm_head) into that.
+  static func headAndLoss(
+    normed: [Float], targets: [Int32], teacherLogits: [Float], outputProjection: [Float],
+    tokens t: Int, dim d: Int, vocabularySize v: Int, chunkRows: Int,
+    normedGrad: UnsafeMutablePointer<Float>?, outputProjectionGrad: UnsafeMutablePointer<Float>?
+  ) -> Losses {
+    let predicted = targets.filter { $0 >= 0 }.count
+    let chunk = max(1, min(chunkRows, t))
+    var logits = [Float](repeating: 0, count: chunk * v)
+    var dLogits = [Float](repeating: 0, count: normedGrad == nil ? 0 : chunk * v)
+    var logNormalizer = [Float](repeating: 0, count: chunk)
+    var studentLogNormalizer = logNormalizer
+    var teacherLogNormalizer = logNormalizer
+    var crossEntropySum: Double = 0
+    var klSum: Double = 0
+    normed.withUnsafeBufferPointer { normed in
+    targets.withUnsafeBufferPointer { targets in
+    teacherLogits.withUnsafeBufferPointer { teacherLogits in
+      for start in stride(from: 0, to: t, by: chunk) {
+        let rows = min(chunk, t - start)
+        let rowsNormed = normed.baseAddress! + start * d
+        let rowsTargets = targets.baseAddress! + start
+        let rowsTeacher = teacherLogits.baseAddress! + start * v
+        TrainingKernels.linearForward(
+          rowsNormed, rows: rows, inFeatures: d, weight: outputProjection, outFeatures: v, into: &logits)
+        let counted = (0..<rows).filter { rowsTargets[$0] >= 0 }.count
+        let crossEntropy = TrainingKernels.crossEntropyLoss(
+          logits: logits, targets: rowsTargets, rows: rows, vocabSize: v, savedLogNormalizer: &logNormalizer)
+        let kl = TrainingKernels.klDivergenceLoss(
+          studentLogits: logits, teacherLogits: rowsTeacher, rows: rows, vocabSize: v,
+          savedStudentLogNormalizer: &studentLogNormalizer, savedTeacherLogNormalizer: &teacherLogNormalizer)
+        crossEntropySum += Double(crossEntropy) * Double(counted)
+        klSum += Double(kl) * Double(rows)
+        guard let normedGrad else { continue }
+
+        // Each kernel averages over its chunk; rescale to the means over the whole batch.
+        dLogits.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        if counted > 0 {
+          TrainingKernels.crossEntropyLossBackward(
+            logits: logits, targets: rowsTargets, rows: rows, vocabSize: v, savedLogNormalizer: logNormalizer,
+            scale: Float(counted) / Float(predicted), logitsGrad: &dLogits)
+        }
+        TrainingKernels.klDivergenceLossBackward(
+          studentLogits: logits, teacherLogits: rowsTeacher, rows: rows, vocabSize: v,
+          savedStudentLogNormalizer: studentLogNormalizer, savedTeacherLogNormalizer: teacherLogNormalizer,
+          scale: Float(rows) / Float(t), studentLogitsGrad: &dLogits)
+        TrainingKernels.linearBackward(
+          rowsNormed, rows: rows, inFeatures: d, weight: outputProjection, outFeatures: v, outputGrad: dLogits,
+          inputGrad: normedGrad + start * d, weightGrad: outputProjectionGrad)
+      }
+    }}}
+    return Losses(
+      crossEntropy: predicted == 0 ? 0 : Float(crossEntropySum / Double(predicted)), kl: Float(klSum / Double(t)))
   }
 
   private static func add(_ gradient: [Float], to name: String, in store: ParameterStore) {

@@ -5,8 +5,9 @@ import XLTensors
 @testable import XLTraining
 
 /// Throughput of the MOHAWK stages on a SmolLM2-135M-shaped pair with random weights, one
-/// row of `XLLAMA_BENCH_TOKENS` tokens (default 512). Runs only when `XLLAMA_BENCH` is set,
-/// and belongs in a release build:
+/// row of `XLLAMA_BENCH_TOKENS` tokens (default 512), for the stages listed in
+/// `XLLAMA_BENCH_STAGES` (default `123`). Runs only when `XLLAMA_BENCH` is set, and belongs in
+/// a release build:
 ///
 ///     XLLAMA_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter MOHAWKBenchmark
 @Suite("MOHAWK throughput")
@@ -73,7 +74,8 @@ struct MOHAWKBenchmarkTests {
     }
     print("teacher trace (with attention): \(String(format: "%.2f", trace)) s")
 
-    for stage in MOHAWKStage.allCases {
+    let stages = ProcessInfo.processInfo.environment["XLLAMA_BENCH_STAGES"] ?? "123"
+    for stage in MOHAWKStage.allCases where stages.contains(String(stage.rawValue)) {
       let objective = MOHAWKObjective(stage: stage, teacher: teacher, studentConfiguration: studentConfiguration)
       let settings: [(Int, Int)] = stage == .endToEnd ? [(1, 2), (1, 1)] : [(2, 1), (1, 2)]
       for (workers, blas) in settings {
