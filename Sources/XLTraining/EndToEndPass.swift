@@ -93,8 +93,8 @@ enum EndToEndPass {
     return losses
   }
 
-  /// `lm_head`, cross-entropy and KL over T rows, `chunkRows` rows at a time so that the
-  /// (rows, V) logits and their gradient stay small; `lm_head`'s weight gradient is
+  /// Computes `lm_head`, cross-entropy and KL over T rows, `chunkRows` rows at a time so that
+  /// the (rows, V) logits and their gradient stay small. `lm_head`'s weight gradient is
   /// accumulated chunk by chunk.
   ///
   /// normed (T, D), targets (T) with −1 where no token is predicted, teacherLogits (T, V),

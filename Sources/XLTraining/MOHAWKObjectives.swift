@@ -27,8 +27,13 @@ public protocol TrainingObjective: AnyObject {
 ///   KL(teacher ‖ student) summed over V and averaged over the B·S positions.
 ///
 /// Layers are independent in stages 1 and 2, so `layerConcurrency` worker threads take one
-/// layer each in turn, with OpenBLAS limited to one thread meanwhile; stage 3 runs layer by
-/// layer with OpenBLAS on `blasThreads` threads.
+/// layer each in turn, with OpenBLAS limited to one thread meanwhile. Stage 3 runs layer by
+/// layer with OpenBLAS on `blasThreads` threads. Both set OpenBLAS's process-wide thread count.
+///
+/// Measured on the 2-core development machine while other builds shared it (one row of 512
+/// tokens, SmolLM2-135M shapes, `MOHAWKBenchmarkTests`): two layer workers beat one worker with
+/// two OpenBLAS threads in stages 1 and 2, and in stage 3 one OpenBLAS thread beat two.
+/// NOTE: with idle cores two OpenBLAS threads may win in stage 3; the default stays one per core.
 public final class MOHAWKObjective: TrainingObjective {
   public let stage: MOHAWKStage
   public let teacher: LlamaModel
@@ -37,8 +42,8 @@ public final class MOHAWKObjective: TrainingObjective {
   public var layerConcurrency: Int
   /// OpenBLAS threads for stage 3 and for stages 1 and 2 when `layerConcurrency` is 1.
   public var blasThreads: Int
-  /// Token rows whose logits stage 3 holds at once: 128 rows of a 49,152-token vocabulary
-  /// take 25 MB, where a whole 512-token row would take 100 MB (twice, with the gradient).
+  /// Token rows whose logits stage 3 keeps in memory at once: 128 rows of a 49,152-token
+  /// vocabulary take 25 MB, where a whole 512-token row would take 100 MB (twice, with the gradient).
   public var logitChunkRows = 128
 
   public init(stage: MOHAWKStage, teacher: LlamaModel, studentConfiguration: ModelConfiguration) {
@@ -107,8 +112,8 @@ public final class MOHAWKObjective: TrainingObjective {
   }
 
   /// Runs `body` for every layer over `layerConcurrency` threads and returns the sum of the
-  /// layer losses. Each thread owns one set of gradient buffers; after each layer it adds them
-  /// into the store while holding a lock, and otherwise only reads the store's values.
+  /// layer losses. Each thread owns one set of gradient buffers. After each layer it adds them
+  /// into the store while holding a lock, and otherwise it only reads the store's values.
   private func perLayer(
     parameters: ParameterStore, trainable: [LayerParameter], gradients: Bool,
     _ body: @escaping @Sendable (Int, ParameterStore, LayerGradientTargets?) throws -> Float
@@ -145,8 +150,8 @@ public final class MOHAWKObjective: TrainingObjective {
     return Float(total)
   }
 
-  /// The batch's ids after checking the batch's size, the vocabulary and that the teacher
-  /// and student agree on the shapes the stages compare.
+  /// Checks the batch's size, its ids against the vocabulary and that the teacher and student
+  /// agree on the shapes the stages compare, and returns the ids.
   private func validated(_ batch: TokenBatch) throws -> [Int32] {
     let c = studentConfiguration
     let t = teacher.configuration

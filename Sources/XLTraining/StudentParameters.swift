@@ -2,8 +2,9 @@ import Foundation
 import XLModels
 import XLTensors
 
-/// The student's parameters as a store, named as in checkpoints (`XLlamaParameterNames.all`),
-/// in checkpoint order. Every tensor must be present with the configuration's shape.
+/// Builds the student's parameter store, named as in checkpoints (`XLlamaParameterNames.all`)
+/// and in checkpoint order. Throws when a tensor is missing or its shape differs from the
+/// configuration's.
 public func makeStudentParameterStore(
   from provider: TensorProvider, configuration: ModelConfiguration
 ) throws -> ParameterStore {
@@ -68,9 +69,9 @@ struct LayerTensors {
   }
 }
 
-/// Where a layer's backward pass adds its parameter gradients: one pointer per
-/// `LayerParameter`, nil for a parameter whose gradient is not wanted (frozen, or outside the
-/// stage). Valid while the `LayerGradientBuffers` that made it lives.
+/// Gradient destinations of a layer's backward pass: one pointer per `LayerParameter`, nil
+/// for a parameter whose gradient is not needed (frozen, or outside the stage). The pointers
+/// are valid while the `LayerGradientBuffers` that made them lives.
 struct LayerGradientTargets {
   let pointers: [UnsafeMutablePointer<Float>?]
 
@@ -78,8 +79,8 @@ struct LayerGradientTargets {
 }
 
 /// Gradient memory for one layer, reused layer after layer so that a step does not allocate
-/// (and page in) a fresh set for each. Owned raw memory, so that a backward pass can hold
-/// pointers to all fifteen buffers at once; layers share shapes, so one set fits every layer.
+/// (and page in) a fresh set for each. The memory is owned raw memory, so that a backward pass
+/// can hold pointers to all fifteen buffers at once. Layers share shapes, so one set fits all.
 final class LayerGradientBuffers {
   private let pointers: [UnsafeMutablePointer<Float>]
   private let counts: [Int]

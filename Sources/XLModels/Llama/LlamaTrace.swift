@@ -1,7 +1,7 @@
 import Foundation
 import XLTensors
 
-/// What MOHAWK distillation reads from the teacher for one batch of B rows of S tokens.
+/// The teacher's activations that MOHAWK distillation reads, for one batch of B rows of S tokens.
 ///
 /// Matches `teacher(ids, output_hidden_states=True, output_attentions=True)` of transformers,
 /// except that `hidden[L]` is the last layer's raw output (transformers returns it after the
@@ -10,7 +10,7 @@ public struct LlamaTrace: Sendable {
   /// L + 1 tensors of shape (B, S, D): `hidden[n]` enters layer n, `hidden[n + 1]` leaves it.
   public var hidden: [Tensor]
   /// L tensors of shape (B, NH, S, S): causal softmax of `q·kᵀ / sqrt(DH)` after rotary
-  /// embeddings, zero above the diagonal; empty when the trace was asked without them.
+  /// embeddings, zero above the diagonal. Empty when the trace skipped them.
   public var attention: [Tensor]
   /// (B, S, V) logits after the final norm and `lm_head`.
   public var logits: Tensor
