@@ -85,7 +85,7 @@ public final class MOHAWKObjective: TrainingObjective {
     let g = geometry(batch)
     let trace = try teacher.trace(
       ids: ids.map(Int.init), rows: batch.rows, length: batch.contextLength,
-      includeAttention: stage == .matrixOrientation)
+      includeAttention: stage == .matrixOrientation, includeLogits: stage == .endToEnd)
     switch stage {
     case .matrixOrientation:
       return try perLayer(parameters: parameters, trainable: LayerParameter.mixingMatrixInputs, gradients: gradients) {

@@ -12,7 +12,7 @@ public struct LlamaTrace: Sendable {
   /// L tensors of shape (B, NH, S, S): causal softmax of `q·kᵀ / sqrt(DH)` after rotary
   /// embeddings, zero above the diagonal. Empty when the trace skipped them.
   public var attention: [Tensor]
-  /// (B, S, V) logits after the final norm and `lm_head`.
+  /// (B, S, V) logits after the final norm and `lm_head`; empty when the trace skipped them.
   public var logits: Tensor
 }
 
@@ -21,9 +21,11 @@ extension LlamaModel {
   /// start at 0 in every row) and keeps every layer's input, output and attention map.
   ///
   /// `ids` is (B, S) row-major. Throws when an id is outside the vocabulary or S exceeds the
-  /// context limit. Attention maps cost B·NH·S² floats per layer; pass
-  /// `includeAttention: false` when only hidden states and logits are needed.
-  public func trace(ids: [Int], rows: Int, length: Int, includeAttention: Bool = true) throws -> LlamaTrace {
+  /// context limit. Attention maps cost B·NH·S² floats per layer and logits a product with
+  /// the (V, D) `lm_head`, so `includeAttention` and `includeLogits` can skip them.
+  public func trace(
+    ids: [Int], rows: Int, length: Int, includeAttention: Bool = true, includeLogits: Bool = true
+  ) throws -> LlamaTrace {
     let c = configuration
     guard ids.count == rows * length else {
       throw ModelError.invalidConfiguration(
@@ -49,6 +51,7 @@ extension LlamaModel {
       if includeAttention { maps.append(map) }
       states.append(Tensor(shape: [rows, length, d], data: hidden))
     }
+    guard includeLogits else { return LlamaTrace(hidden: states, attention: maps, logits: Tensor(zeros: [0])) }
     let logits = LogitsProjection.compute(
       hidden: hidden, rows: tokens, selection: .all, norm: finalNorm, eps: c.rmsNormEps,
       outputProjection: outputProjection, vocabularySize: c.vocabularySize)
