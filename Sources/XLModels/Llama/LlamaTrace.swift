@@ -35,15 +35,16 @@ extension LlamaModel {
       throw ModelError.contextOverflow(requested: length, limit: c.maxPositionEmbeddings)
     }
     for id in ids where id < 0 || id >= c.vocabularySize {
-      throw ModelError.invalidConfiguration(
-        source: "trace", key: "ids", reason: "contains token \(id), expected 0..<\(c.vocabularySize)")
+      throw ModelError.invalidToken(id: id, vocabularySize: c.vocabularySize)
     }
+
     let d = c.hiddenSize
     let tokens = rows * length
     var hidden = [Float](repeating: 0, count: tokens * d)
     for (row, id) in ids.enumerated() {
       hidden.replaceSubrange((row * d)..<((row + 1) * d), with: embedding[(id * d)..<((id + 1) * d)])
     }
+
     var states = [Tensor(shape: [rows, length, d], data: hidden)]
     var maps: [Tensor] = []
     for layer in 0..<c.layerCount {
@@ -51,6 +52,7 @@ extension LlamaModel {
       if includeAttention { maps.append(map) }
       states.append(Tensor(shape: [rows, length, d], data: hidden))
     }
+
     guard includeLogits else { return LlamaTrace(hidden: states, attention: maps, logits: Tensor(zeros: [0])) }
     let logits = LogitsProjection.compute(
       hidden: hidden, rows: tokens, selection: .all, norm: finalNorm, eps: c.rmsNormEps,
