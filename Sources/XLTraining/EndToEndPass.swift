@@ -108,50 +108,75 @@ enum EndToEndPass {
     let predicted = targets.filter { $0 >= 0 }.count
     let chunk = max(1, min(chunkRows, t))
     var logits = [Float](repeating: 0, count: chunk * v)
-    var dLogits = [Float](repeating: 0, count: normedGrad == nil ? 0 : chunk * v)
-    var logNormalizer = [Float](repeating: 0, count: chunk)
-    var studentLogNormalizer = logNormalizer
-    var teacherLogNormalizer = logNormalizer
+    var dLogits = [Float](repeating: 0, count: normedGrad == nil ? 1 : chunk * v)
     var crossEntropySum: Double = 0
     var klSum: Double = 0
     normed.withUnsafeBufferPointer { normed in
     targets.withUnsafeBufferPointer { targets in
     teacherLogits.withUnsafeBufferPointer { teacherLogits in
+    logits.withUnsafeMutableBufferPointer { logitsBuffer in
+    dLogits.withUnsafeMutableBufferPointer { dLogitsBuffer in
       for start in stride(from: 0, to: t, by: chunk) {
         let rows = min(chunk, t - start)
         let rowsNormed = normed.baseAddress! + start * d
         let rowsTargets = targets.baseAddress! + start
         let rowsTeacher = teacherLogits.baseAddress! + start * v
         TrainingKernels.linearForward(
-          rowsNormed, rows: rows, inFeatures: d, weight: outputProjection, outFeatures: v, into: &logits)
-        let counted = (0..<rows).filter { rowsTargets[$0] >= 0 }.count
-        let crossEntropy = TrainingKernels.crossEntropyLoss(
-          logits: logits, targets: rowsTargets, rows: rows, vocabSize: v, savedLogNormalizer: &logNormalizer)
-        let kl = TrainingKernels.klDivergenceLoss(
-          studentLogits: logits, teacherLogits: rowsTeacher, rows: rows, vocabSize: v,
-          savedStudentLogNormalizer: &studentLogNormalizer, savedTeacherLogNormalizer: &teacherLogNormalizer)
-        crossEntropySum += Double(crossEntropy) * Double(counted)
-        klSum += Double(kl) * Double(rows)
-        guard let normedGrad else { continue }
-
-        // Each kernel averages over its chunk; rescale to the means over the whole batch.
-        dLogits.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-        if counted > 0 {
-          TrainingKernels.crossEntropyLossBackward(
-            logits: logits, targets: rowsTargets, rows: rows, vocabSize: v, savedLogNormalizer: logNormalizer,
-            scale: Float(counted) / Float(predicted), logitsGrad: &dLogits)
+          rowsNormed, rows: rows, inFeatures: d, weight: outputProjection, outFeatures: v,
+          into: logitsBuffer.baseAddress!)
+        for row in 0..<rows {
+          let target = rowsTargets[row]
+          let parts = distillationRow(
+            student: logitsBuffer.baseAddress! + row * v, teacher: rowsTeacher + row * v, target: target,
+            vocabularySize: v, crossEntropyScale: target >= 0 ? 1 / Float(predicted) : 0, klScale: 1 / Float(t),
+            logitsGrad: normedGrad == nil ? nil : dLogitsBuffer.baseAddress! + row * v)
+          crossEntropySum += parts.crossEntropy
+          klSum += parts.kl
         }
-        TrainingKernels.klDivergenceLossBackward(
-          studentLogits: logits, teacherLogits: rowsTeacher, rows: rows, vocabSize: v,
-          savedStudentLogNormalizer: studentLogNormalizer, savedTeacherLogNormalizer: teacherLogNormalizer,
-          scale: Float(rows) / Float(t), studentLogitsGrad: &dLogits)
+        guard let normedGrad else { continue }
         TrainingKernels.linearBackward(
-          rowsNormed, rows: rows, inFeatures: d, weight: outputProjection, outFeatures: v, outputGrad: dLogits,
-          inputGrad: normedGrad + start * d, weightGrad: outputProjectionGrad)
+          rowsNormed, rows: rows, inFeatures: d, weight: outputProjection, outFeatures: v,
+          outputGrad: dLogitsBuffer.baseAddress!, inputGrad: normedGrad + start * d, weightGrad: outputProjectionGrad)
       }
-    }}}
+    }}}}}
     return Losses(
       crossEntropy: predicted == 0 ? 0 : Float(crossEntropySum / Double(predicted)), kl: Float(klSum / Double(t)))
+  }
+
+  /// Computes one position's cross-entropy and KL(teacher ‖ student) terms and their logit
+  /// gradient in one pass over V after the two log-normalizers. The separate `TrainingKernels`
+  /// losses are the reference that tests compare it with.
+  ///
+  /// student, teacher: (V) logits; target −1 when the position predicts nothing. Returns
+  /// `log Z_s − student[target]` (0 without a target) and `Σ_v p_v (log p_v − log q_v)`. When
+  /// `logitsGrad` (V) is given, overwrites it with
+  /// `crossEntropyScale · (q − onehot(target)) + klScale · (q − p)`.
+  static func distillationRow(
+    student: UnsafePointer<Float>, teacher: UnsafePointer<Float>, target: Int32, vocabularySize v: Int,
+    crossEntropyScale: Float, klScale: Float, logitsGrad: UnsafeMutablePointer<Float>?
+  ) -> (crossEntropy: Double, kl: Double) {
+    let studentNormalizer = TrainingKernels.logSumExp(student, count: v)
+    let teacherNormalizer = TrainingKernels.logSumExp(teacher, count: v)
+    var kl: Double = 0
+    if let logitsGrad {
+      let qScale = crossEntropyScale + klScale
+      for j in 0..<v {
+        let logP = teacher[j] - teacherNormalizer
+        let logQ = student[j] - studentNormalizer
+        let p = exp(logP)
+        kl += Double(p * (logP - logQ))
+        logitsGrad[j] = qScale * exp(logQ) - klScale * p
+      }
+    } else {
+      for j in 0..<v {
+        let logP = teacher[j] - teacherNormalizer
+        kl += Double(exp(logP) * (logP - (student[j] - studentNormalizer)))
+      }
+    }
+    guard target >= 0 else { return (0, kl) }
+    precondition(Int(target) < v, "target \(target) outside 0..<\(v)")
+    logitsGrad?[Int(target)] -= crossEntropyScale
+    return (Double(studentNormalizer - student[Int(target)]), kl)
   }
 
   private static func add(_ gradient: [Float], to name: String, in store: ParameterStore) {
