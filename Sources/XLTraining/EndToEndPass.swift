@@ -111,6 +111,7 @@ enum EndToEndPass {
     var dLogits = [Float](repeating: 0, count: normedGrad == nil ? 1 : chunk * v)
     var crossEntropySum: Double = 0
     var klSum: Double = 0
+
     normed.withUnsafeBufferPointer { normed in
     targets.withUnsafeBufferPointer { targets in
     teacherLogits.withUnsafeBufferPointer { teacherLogits in
@@ -124,6 +125,7 @@ enum EndToEndPass {
         TrainingKernels.linearForward(
           rowsNormed, rows: rows, inFeatures: d, weight: outputProjection, outFeatures: v,
           into: logitsBuffer.baseAddress!)
+
         for row in 0..<rows {
           let target = rowsTargets[row]
           let parts = distillationRow(
@@ -134,6 +136,7 @@ enum EndToEndPass {
           klSum += parts.kl
         }
         guard let normedGrad else { continue }
+
         TrainingKernels.linearBackward(
           rowsNormed, rows: rows, inFeatures: d, weight: outputProjection, outFeatures: v,
           outputGrad: dLogitsBuffer.baseAddress!, inputGrad: normedGrad + start * d, weightGrad: outputProjectionGrad)

@@ -30,10 +30,11 @@ public protocol TrainingObjective: AnyObject {
 /// layer each in turn, with OpenBLAS limited to one thread meanwhile. Stage 3 runs layer by
 /// layer with OpenBLAS on `blasThreads` threads. Both set OpenBLAS's process-wide thread count.
 ///
-/// Measured on the 2-core development machine while other builds shared it (one row of 512
-/// tokens, SmolLM2-135M shapes, `MOHAWKBenchmarkTests`): two layer workers beat one worker with
-/// two OpenBLAS threads in stages 1 and 2, and in stage 3 one OpenBLAS thread beat two.
-/// NOTE: with idle cores two OpenBLAS threads may win in stage 3; the default stays one per core.
+/// NOTE: on the 2-core development machine, shared with other builds (system load 2 to 6),
+/// `MOHAWKBenchmarkTests` at one row of 512 tokens and SmolLM2-135M shapes could not separate
+/// the settings: two layer workers were 5% faster in one run of stages 1 and 2 and 15% slower
+/// in another, and one OpenBLAS thread beat two in stage 3 under heavy load but lost under
+/// lighter load. The defaults (two workers, one OpenBLAS thread per core) are not tuned.
 public final class MOHAWKObjective: TrainingObjective {
   public let stage: MOHAWKStage
   public let teacher: LlamaModel
