@@ -12,10 +12,11 @@ enum EndToEndPass {
     var total: Float { crossEntropy + kl }
   }
 
-  /// ids (B·S) row-major, teacherLogits (B·S, V). Adds gradients into `store` when asked.
+  /// ids (B·S) row-major, teacherLogits (B·S, V). Adds gradients into `store` when asked;
+  /// `lm_head` and the loss run `chunkRows` rows at a time.
   static func run(
     ids: [Int32], geometry g: StudentGeometry, configuration c: ModelConfiguration,
-    teacherLogits: [Float], store: ParameterStore, gradients: Bool
+    teacherLogits: [Float], store: ParameterStore, gradients: Bool, chunkRows: Int
   ) throws -> Losses {
     let t = g.tokens
     let d = g.dim
@@ -45,42 +46,30 @@ enum EndToEndPass {
     var inverseRMS = [Float](repeating: 0, count: t)
     TrainingKernels.rmsNormForward(
       hidden, rows: t, dim: d, weight: finalNorm, eps: g.normEps, into: &normed, savedInverseRMS: &inverseRMS)
-    var logits = [Float](repeating: 0, count: t * v)
-    TrainingKernels.linearForward(normed, rows: t, inFeatures: d, weight: outputProjection, outFeatures: v, into: &logits)
-
     // Row b predicts ids[b, 1...]; its last position has no target.
     var targets = [Int32](repeating: -1, count: t)
     for row in 0..<g.rows {
       for position in 0..<(g.length - 1) { targets[row * g.length + position] = ids[row * g.length + position + 1] }
     }
-    var logNormalizer = [Float](repeating: 0, count: t)
-    var teacherLogNormalizer = logNormalizer
-    var studentLogNormalizer = logNormalizer
-    let crossEntropy = TrainingKernels.crossEntropyLoss(
-      logits: logits, targets: targets, rows: t, vocabSize: v, savedLogNormalizer: &logNormalizer)
-    let kl = TrainingKernels.klDivergenceLoss(
-      studentLogits: logits, teacherLogits: teacherLogits, rows: t, vocabSize: v,
-      savedStudentLogNormalizer: &studentLogNormalizer, savedTeacherLogNormalizer: &teacherLogNormalizer)
-    let losses = Losses(crossEntropy: crossEntropy, kl: kl)
+    var dNormed = [Float](repeating: 0, count: gradients ? t * d : 0)
+    let losses: Losses
+    if !gradients {
+      losses = headAndLoss(
+        normed: normed, targets: targets, teacherLogits: teacherLogits, outputProjection: outputProjection,
+        tokens: t, dim: d, vocabularySize: v, chunkRows: chunkRows, normedGrad: nil, outputProjectionGrad: nil)
+    } else if store.frozen.contains(XLlamaParameterNames.outputProjection) {
+      losses = headAndLoss(
+        normed: normed, targets: targets, teacherLogits: teacherLogits, outputProjection: outputProjection,
+        tokens: t, dim: d, vocabularySize: v, chunkRows: chunkRows, normedGrad: &dNormed, outputProjectionGrad: nil)
+    } else {
+      losses = store.withGradient(XLlamaParameterNames.outputProjection) { outputGrad in
+        headAndLoss(
+          normed: normed, targets: targets, teacherLogits: teacherLogits, outputProjection: outputProjection,
+          tokens: t, dim: d, vocabularySize: v, chunkRows: chunkRows, normedGrad: &dNormed, outputProjectionGrad: outputGrad.baseAddress)
+      }
+    }
     guard gradients else { return losses }
 
-    var dLogits = [Float](repeating: 0, count: t * v)
-    TrainingKernels.crossEntropyLossBackward(
-      logits: logits, targets: targets, rows: t, vocabSize: v, savedLogNormalizer: logNormalizer,
-      logitsGrad: &dLogits)
-    TrainingKernels.klDivergenceLossBackward(
-      studentLogits: logits, teacherLogits: teacherLogits, rows: t, vocabSize: v,
-      savedStudentLogNormalizer: studentLogNormalizer, savedTeacherLogNormalizer: teacherLogNormalizer,
-      studentLogitsGrad: &dLogits)
-    logits = []
-
-    var dNormed = [Float](repeating: 0, count: t * d)
-    var dOutputProjection = [Float](repeating: 0, count: v * d)
-    TrainingKernels.linearBackward(
-      normed, rows: t, inFeatures: d, weight: outputProjection, outFeatures: v, outputGrad: dLogits,
-      inputGrad: &dNormed, weightGrad: &dOutputProjection)
-    dLogits = []
-    add(dOutputProjection, to: XLlamaParameterNames.outputProjection, in: store)
     var dHidden = [Float](repeating: 0, count: t * d)
     var dFinalNorm = [Float](repeating: 0, count: d)
     TrainingKernels.rmsNormBackward(
@@ -88,11 +77,12 @@ enum EndToEndPass {
       inputGrad: &dHidden, weightGrad: &dFinalNorm)
     add(dFinalNorm, to: XLlamaParameterNames.finalNorm, in: store)
 
+    let buffers = LayerGradientBuffers(sizedLike: weights[0])
     for layer in stride(from: c.layerCount - 1, through: 0, by: -1) {
-      var grads = LayerTensors(zerosLike: weights[layer])
-      dHidden = forwards[layer]!.backward(outputGrad: dHidden, weights: weights[layer], grads: &grads)
+      let targets = buffers.targets(layer: layer, store: store, parameters: LayerParameter.allCases)
+      dHidden = forwards[layer]!.backward(outputGrad: dHidden, weights: weights[layer], grads: targets)
       forwards[layer] = nil
-      grads.addGradients(into: store, layer: layer)
+      buffers.add(targets, into: store, layer: layer)
     }
 
     if !store.frozen.contains(XLlamaParameterNames.embedding) {
@@ -101,6 +91,95 @@ enum EndToEndPass {
       }
     }
     return losses
+  }
+
+  /// Computes `lm_head`, cross-entropy and KL over T rows, `chunkRows` rows at a time so that
+  /// the (rows, V) logits and their gradient stay small. `lm_head`'s weight gradient is
+  /// accumulated chunk by chunk.
+  ///
+  /// normed (T, D), targets (T) with −1 where no token is predicted, teacherLogits (T, V),
+  /// outputProjection (V, D). When `normedGrad` (T, D) is given, adds d(loss)/d(normed) into it
+  /// and, when `outputProjectionGrad` (V, D) is given, d(loss)/d(lm_head) into that.
+  static func headAndLoss(
+    normed: [Float], targets: [Int32], teacherLogits: [Float], outputProjection: [Float],
+    tokens t: Int, dim d: Int, vocabularySize v: Int, chunkRows: Int,
+    normedGrad: UnsafeMutablePointer<Float>?, outputProjectionGrad: UnsafeMutablePointer<Float>?
+  ) -> Losses {
+    let predicted = targets.filter { $0 >= 0 }.count
+    let chunk = max(1, min(chunkRows, t))
+    var logits = [Float](repeating: 0, count: chunk * v)
+    var dLogits = [Float](repeating: 0, count: normedGrad == nil ? 1 : chunk * v)
+    var crossEntropySum: Double = 0
+    var klSum: Double = 0
+
+    normed.withUnsafeBufferPointer { normed in
+    targets.withUnsafeBufferPointer { targets in
+    teacherLogits.withUnsafeBufferPointer { teacherLogits in
+    logits.withUnsafeMutableBufferPointer { logitsBuffer in
+    dLogits.withUnsafeMutableBufferPointer { dLogitsBuffer in
+      for start in stride(from: 0, to: t, by: chunk) {
+        let rows = min(chunk, t - start)
+        let rowsNormed = normed.baseAddress! + start * d
+        let rowsTargets = targets.baseAddress! + start
+        let rowsTeacher = teacherLogits.baseAddress! + start * v
+        TrainingKernels.linearForward(
+          rowsNormed, rows: rows, inFeatures: d, weight: outputProjection, outFeatures: v,
+          into: logitsBuffer.baseAddress!)
+
+        for row in 0..<rows {
+          let target = rowsTargets[row]
+          let parts = distillationRow(
+            student: logitsBuffer.baseAddress! + row * v, teacher: rowsTeacher + row * v, target: target,
+            vocabularySize: v, crossEntropyScale: target >= 0 ? 1 / Float(predicted) : 0, klScale: 1 / Float(t),
+            logitsGrad: normedGrad == nil ? nil : dLogitsBuffer.baseAddress! + row * v)
+          crossEntropySum += parts.crossEntropy
+          klSum += parts.kl
+        }
+        guard let normedGrad else { continue }
+
+        TrainingKernels.linearBackward(
+          rowsNormed, rows: rows, inFeatures: d, weight: outputProjection, outFeatures: v,
+          outputGrad: dLogitsBuffer.baseAddress!, inputGrad: normedGrad + start * d, weightGrad: outputProjectionGrad)
+      }
+    }}}}}
+    return Losses(
+      crossEntropy: predicted == 0 ? 0 : Float(crossEntropySum / Double(predicted)), kl: Float(klSum / Double(t)))
+  }
+
+  /// Computes one position's cross-entropy and KL(teacher ‖ student) terms and their logit
+  /// gradient in one pass over V after the two log-normalizers. The separate `TrainingKernels`
+  /// losses are the reference that tests compare it with.
+  ///
+  /// student, teacher: (V) logits; target −1 when the position predicts nothing. Returns
+  /// `log Z_s − student[target]` (0 without a target) and `Σ_v p_v (log p_v − log q_v)`. When
+  /// `logitsGrad` (V) is given, overwrites it with
+  /// `crossEntropyScale · (q − onehot(target)) + klScale · (q − p)`.
+  static func distillationRow(
+    student: UnsafePointer<Float>, teacher: UnsafePointer<Float>, target: Int32, vocabularySize v: Int,
+    crossEntropyScale: Float, klScale: Float, logitsGrad: UnsafeMutablePointer<Float>?
+  ) -> (crossEntropy: Double, kl: Double) {
+    let studentNormalizer = TrainingKernels.logSumExp(student, count: v)
+    let teacherNormalizer = TrainingKernels.logSumExp(teacher, count: v)
+    var kl: Double = 0
+    if let logitsGrad {
+      let qScale = crossEntropyScale + klScale
+      for j in 0..<v {
+        let logP = teacher[j] - teacherNormalizer
+        let logQ = student[j] - studentNormalizer
+        let p = exp(logP)
+        kl += Double(p * (logP - logQ))
+        logitsGrad[j] = qScale * exp(logQ) - klScale * p
+      }
+    } else {
+      for j in 0..<v {
+        let logP = teacher[j] - teacherNormalizer
+        kl += Double(exp(logP) * (logP - (student[j] - studentNormalizer)))
+      }
+    }
+    guard target >= 0 else { return (0, kl) }
+    precondition(Int(target) < v, "target \(target) outside 0..<\(v)")
+    logitsGrad?[Int(target)] -= crossEntropyScale
+    return (Double(studentNormalizer - student[Int(target)]), kl)
   }
 
   private static func add(_ gradient: [Float], to name: String, in store: ParameterStore) {

@@ -27,8 +27,14 @@ public protocol TrainingObjective: AnyObject {
 ///   KL(teacher ‖ student) summed over V and averaged over the B·S positions.
 ///
 /// Layers are independent in stages 1 and 2, so `layerConcurrency` worker threads take one
-/// layer each in turn, with OpenBLAS limited to one thread meanwhile; stage 3 runs layer by
-/// layer with OpenBLAS on `blasThreads` threads.
+/// layer each in turn, with OpenBLAS limited to one thread meanwhile. Stage 3 runs layer by
+/// layer with OpenBLAS on `blasThreads` threads. Both set OpenBLAS's process-wide thread count.
+///
+/// NOTE: on the 2-core development machine, shared with other builds (system load 2 to 6),
+/// `MOHAWKBenchmarkTests` at one row of 512 tokens and SmolLM2-135M shapes could not separate
+/// the settings: two layer workers were 5% faster in one run of stages 1 and 2 and 15% slower
+/// in another, and one OpenBLAS thread beat two in stage 3 under heavy load but lost under
+/// lighter load. The defaults (two workers, one OpenBLAS thread per core) are not tuned.
 public final class MOHAWKObjective: TrainingObjective {
   public let stage: MOHAWKStage
   public let teacher: LlamaModel
@@ -37,6 +43,9 @@ public final class MOHAWKObjective: TrainingObjective {
   public var layerConcurrency: Int
   /// OpenBLAS threads for stage 3 and for stages 1 and 2 when `layerConcurrency` is 1.
   public var blasThreads: Int
+  /// Token rows whose logits stage 3 keeps in memory at once: 128 rows of a 49,152-token
+  /// vocabulary take 25 MB, where a whole 512-token row would take 100 MB (twice, with the gradient).
+  public var logitChunkRows = 128
 
   public init(stage: MOHAWKStage, teacher: LlamaModel, studentConfiguration: ModelConfiguration) {
     self.stage = stage
@@ -64,7 +73,7 @@ public final class MOHAWKObjective: TrainingObjective {
     let trace = try teacher.trace(ids: ids.map(Int.init), rows: batch.rows, length: batch.contextLength, includeAttention: false)
     let parts = try EndToEndPass.run(
       ids: ids, geometry: geometry(batch), configuration: studentConfiguration,
-      teacherLogits: trace.logits.data, store: parameters, gradients: false)
+      teacherLogits: trace.logits.data, store: parameters, gradients: false, chunkRows: logitChunkRows)
     return (parts.crossEntropy, parts.kl)
   }
 
@@ -77,62 +86,73 @@ public final class MOHAWKObjective: TrainingObjective {
     let g = geometry(batch)
     let trace = try teacher.trace(
       ids: ids.map(Int.init), rows: batch.rows, length: batch.contextLength,
-      includeAttention: stage == .matrixOrientation)
-    // Workers only read parameter values; gradients are added afterwards on this thread.
-    let reader = StoreReader(store: parameters)
+      includeAttention: stage == .matrixOrientation, includeLogits: stage == .endToEnd)
     switch stage {
     case .matrixOrientation:
-      return try perLayer(parameters: parameters) { layer in
+      return try perLayer(parameters: parameters, trainable: LayerParameter.mixingMatrixInputs, gradients: gradients) {
+        layer, store, grads in
         try MatrixOrientation.layer(
           layer, hidden: trace.hidden[layer].data, attention: trace.attention[layer].data,
-          geometry: g, store: reader.store, gradients: gradients)
+          geometry: g, store: store, grads: grads)
       }
     case .hiddenStateAlignment:
-      return try perLayer(parameters: parameters) { layer in
+      return try perLayer(parameters: parameters, trainable: LayerParameter.allCases, gradients: gradients) {
+        layer, store, grads in
         try HiddenStateAlignment.layer(
           layer, input: trace.hidden[layer].data, target: trace.hidden[layer + 1].data,
-          geometry: g, store: reader.store, gradients: gradients)
+          geometry: g, store: store, grads: grads)
       }
     case .endToEnd:
       BLAS.setThreadCount(blasThreads)
       return try EndToEndPass.run(
         ids: ids, geometry: g, configuration: studentConfiguration,
-        teacherLogits: trace.logits.data, store: parameters, gradients: gradients
+        teacherLogits: trace.logits.data, store: parameters, gradients: gradients,
+        chunkRows: logitChunkRows
       ).total
     }
   }
 
-  /// Runs `body` for every layer, over `layerConcurrency` threads, and adds the layers'
-  /// gradients into the store in layer order. Returns the sum of the layer losses.
+  /// Runs `body` for every layer over `layerConcurrency` threads and returns the sum of the
+  /// layer losses. Each thread owns one set of gradient buffers. After each layer it adds them
+  /// into the store while holding a lock, and otherwise it only reads the store's values.
   private func perLayer(
-    parameters: ParameterStore, _ body: @escaping @Sendable (Int) throws -> (Float, LayerTensors?)
+    parameters: ParameterStore, trainable: [LayerParameter], gradients: Bool,
+    _ body: @escaping @Sendable (Int, ParameterStore, LayerGradientTargets?) throws -> Float
   ) throws -> Float {
     let layerCount = studentConfiguration.layerCount
     let results = LayerResults(count: layerCount)
+    let reader = StoreReader(store: parameters)
     let workers = max(1, min(layerConcurrency, layerCount))
+    let work: @Sendable (Int) -> Void = { worker in
+      var buffers: LayerGradientBuffers?
+      for layer in stride(from: worker, to: layerCount, by: workers) {
+        results.store(layer, Result {
+          guard gradients else { return try body(layer, reader.store, nil) }
+          if buffers == nil {
+            buffers = LayerGradientBuffers(sizedLike: try LayerTensors(store: reader.store, layer: layer))
+          }
+          let targets = buffers!.targets(layer: layer, store: reader.store, parameters: trainable)
+          let loss = try body(layer, reader.store, targets)
+          results.locked { buffers!.add(targets, into: reader.store, layer: layer) }
+          return loss
+        })
+      }
+    }
     if workers == 1 {
       BLAS.setThreadCount(blasThreads)
-      for layer in 0..<layerCount { results.store(layer, Result { try body(layer) }) }
+      work(0)
     } else {
       BLAS.setThreadCount(1)
-      DispatchQueue.concurrentPerform(iterations: workers) { worker in
-        for layer in stride(from: worker, to: layerCount, by: workers) {
-          results.store(layer, Result { try body(layer) })
-        }
-      }
+      DispatchQueue.concurrentPerform(iterations: workers, execute: work)
       BLAS.setThreadCount(blasThreads)
     }
     var total: Double = 0
-    for layer in 0..<layerCount {
-      let (loss, grads) = try results.take(layer).get()
-      total += Double(loss)
-      grads?.addGradients(into: parameters, layer: layer)
-    }
+    for layer in 0..<layerCount { total += Double(try results.take(layer).get()) }
     return Float(total)
   }
 
-  /// The batch's ids after checking the batch's size, the vocabulary and that the teacher
-  /// and student agree on the shapes the stages compare.
+  /// Checks the batch's size, its ids against the vocabulary and that the teacher and student
+  /// agree on the shapes the stages compare, and returns the ids.
   private func validated(_ batch: TokenBatch) throws -> [Int32] {
     let c = studentConfiguration
     let t = teacher.configuration
@@ -161,25 +181,28 @@ private struct StoreReader: @unchecked Sendable {
   let store: ParameterStore
 }
 
-/// Per-layer results written by worker threads, each layer by exactly one thread.
+/// Per-layer losses written by worker threads, and the lock that serializes their gradient
+/// additions into the store.
 private final class LayerResults: @unchecked Sendable {
-  private var results: [Result<(Float, LayerTensors?), Error>?]
+  private var results: [Result<Float, Error>?]
   private let lock = NSLock()
 
   init(count: Int) { results = Array(repeating: nil, count: count) }
 
-  func store(_ layer: Int, _ result: Result<(Float, LayerTensors?), Error>) {
+  func locked(_ body: () -> Void) {
     lock.lock()
-    results[layer] = result
+    body()
     lock.unlock()
   }
 
-  func take(_ layer: Int) -> Result<(Float, LayerTensors?), Error> {
+  func store(_ layer: Int, _ result: Result<Float, Error>) {
+    locked { results[layer] = result }
+  }
+
+  func take(_ layer: Int) -> Result<Float, Error> {
     lock.lock()
     defer { lock.unlock() }
-    let result = results[layer]!
-    results[layer] = nil
-    return result
+    return results[layer]!
   }
 }
 
@@ -188,25 +211,24 @@ enum MatrixOrientation {
   /// hidden (B, S, D) is the teacher's layer input, attention (B, NH, S, S) its attention map.
   static func layer(
     _ index: Int, hidden: [Float], attention: [Float], geometry g: StudentGeometry,
-    store: ParameterStore, gradients: Bool
-  ) throws -> (Float, LayerTensors?) {
+    store: ParameterStore, grads: LayerGradientTargets?
+  ) throws -> Float {
     let w = try LayerTensors(store: store, layer: index)
     let mixer = MixerInputsForward(x: hidden, weights: w, geometry: g, full: false)
     let mixing = MLSTMCell.mixingMatrix(
       q: mixer.cellQuery, k: mixer.cellKey, i: mixer.cellInputGate, f: mixer.cellForgetGate)
     let count = mixing.count
     let loss = TrainingKernels.mseLoss(prediction: mixing.data, target: attention, count: count)
-    guard gradients else { return (loss, nil) }
+    guard let grads else { return loss }
     var dMixing = [Float](repeating: 0, count: count)
     TrainingKernels.mseLossBackward(prediction: mixing.data, target: attention, count: count, predictionGrad: &dMixing)
     let cell = MLSTMCell.mixingMatrixBackward(
       q: mixer.cellQuery, k: mixer.cellKey, i: mixer.cellInputGate, f: mixer.cellForgetGate,
       dMixing: Tensor(shape: mixing.shape, data: dMixing))
-    var grads = LayerTensors(zerosLike: w, only: LayerParameter.mixingMatrixInputs)
     mixer.backward(
       x: hidden, weights: w, geometry: g, dQuery: cell.dq, dKey: cell.dk, dValue: nil,
-      dInputGate: cell.di, dForgetGate: cell.df, dOutputGate: nil, grads: &grads, inputGrad: nil)
-    return (loss, grads)
+      dInputGate: cell.di, dForgetGate: cell.df, dOutputGate: nil, grads: grads, inputGrad: nil)
+    return loss
   }
 }
 
@@ -215,17 +237,16 @@ enum HiddenStateAlignment {
   /// input and target (B, S, D): the teacher's hidden states before and after layer `index`.
   static func layer(
     _ index: Int, input: [Float], target: [Float], geometry g: StudentGeometry,
-    store: ParameterStore, gradients: Bool
-  ) throws -> (Float, LayerTensors?) {
+    store: ParameterStore, grads: LayerGradientTargets?
+  ) throws -> Float {
     let w = try LayerTensors(store: store, layer: index)
     let forward = StudentLayerForward(x: input, weights: w, geometry: g)
     let loss = TrainingKernels.l2AlignmentLoss(prediction: forward.output, target: target, rows: g.tokens, dim: g.dim)
-    guard gradients else { return (loss, nil) }
+    guard let grads else { return loss }
     var dy = [Float](repeating: 0, count: g.tokens * g.dim)
     TrainingKernels.l2AlignmentLossBackward(
       prediction: forward.output, target: target, rows: g.tokens, dim: g.dim, predictionGrad: &dy)
-    var grads = LayerTensors(zerosLike: w)
-    _ = forward.backward(outputGrad: dy, weights: w, grads: &grads)
-    return (loss, grads)
+    _ = forward.backward(outputGrad: dy, weights: w, grads: grads)
+    return loss
   }
 }

@@ -2,8 +2,9 @@ import Foundation
 import XLModels
 import XLTensors
 
-/// The student's parameters as a store, named as in checkpoints (`XLlamaParameterNames.all`),
-/// in checkpoint order. Every tensor must be present with the configuration's shape.
+/// Builds the student's parameter store, named as in checkpoints (`XLlamaParameterNames.all`)
+/// and in checkpoint order. Throws when a tensor is missing or its shape differs from the
+/// configuration's.
 public func makeStudentParameterStore(
   from provider: TensorProvider, configuration: ModelConfiguration
 ) throws -> ParameterStore {
@@ -52,16 +53,11 @@ enum LayerParameter: Int, CaseIterable {
   ]
 }
 
-/// One layer's parameter values (read from a store) or gradients (zeros, then filled), one
-/// flat buffer per `LayerParameter`. A gradient set may leave parameters out; their buffers
-/// are empty and are not added to the store.
+/// One layer's parameter values read from a store, one flat buffer per `LayerParameter`.
 struct LayerTensors {
   var buffers: [[Float]]
 
-  subscript(parameter: LayerParameter) -> [Float] {
-    get { buffers[parameter.rawValue] }
-    set { buffers[parameter.rawValue] = newValue }
-  }
+  subscript(parameter: LayerParameter) -> [Float] { buffers[parameter.rawValue] }
 
   /// The current values of layer `layer` from `store` (no copy: arrays share storage).
   init(store: ParameterStore, layer: Int) throws {
@@ -71,21 +67,56 @@ struct LayerTensors {
       return value.data
     }
   }
+}
 
-  /// Zero gradients shaped like `values` for the parameters in `only`.
-  init(zerosLike values: LayerTensors, only: [LayerParameter] = LayerParameter.allCases) {
-    buffers = Array(repeating: [], count: LayerParameter.allCases.count)
-    for parameter in only {
-      buffers[parameter.rawValue] = [Float](repeating: 0, count: values[parameter].count)
+/// Gradient destinations of a layer's backward pass: one pointer per `LayerParameter`, nil
+/// for a parameter whose gradient is not needed (frozen, or outside the stage). The pointers
+/// are valid while the `LayerGradientBuffers` that made them lives.
+struct LayerGradientTargets {
+  let pointers: [UnsafeMutablePointer<Float>?]
+
+  subscript(parameter: LayerParameter) -> UnsafeMutablePointer<Float>? { pointers[parameter.rawValue] }
+}
+
+/// Gradient memory for one layer, reused layer after layer so that a step does not allocate
+/// (and page in) a fresh set for each. The memory is owned raw memory, so that a backward pass
+/// can hold pointers to all fifteen buffers at once. Layers share shapes, so one set fits all.
+final class LayerGradientBuffers {
+  private let pointers: [UnsafeMutablePointer<Float>]
+  private let counts: [Int]
+
+  /// Buffers sized like the parameters of `values`.
+  init(sizedLike values: LayerTensors) {
+    counts = LayerParameter.allCases.map { values[$0].count }
+    pointers = counts.map { count in
+      let pointer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+      pointer.initialize(repeating: 0, count: max(count, 1))
+      return pointer
     }
   }
 
-  /// Adds every non-empty buffer into the matching gradient of `store`, skipping frozen ones.
-  func addGradients(into store: ParameterStore, layer: Int) {
-    for parameter in LayerParameter.allCases where !buffers[parameter.rawValue].isEmpty {
+  deinit {
+    for pointer in pointers { pointer.deallocate() }
+  }
+
+  /// Zeroes the buffers and returns targets for layer `layer`: `parameters` that `store` does
+  /// not freeze get a pointer, the rest nil.
+  func targets(layer: Int, store: ParameterStore, parameters: [LayerParameter]) -> LayerGradientTargets {
+    var result = [UnsafeMutablePointer<Float>?](repeating: nil, count: LayerParameter.allCases.count)
+    for parameter in parameters {
       let name = XLlamaParameterNames.layer(layer) + parameter.suffix
       if store.frozen.contains(name) { continue }
-      let source = buffers[parameter.rawValue]
+      pointers[parameter.rawValue].update(repeating: 0, count: counts[parameter.rawValue])
+      result[parameter.rawValue] = pointers[parameter.rawValue]
+    }
+    return LayerGradientTargets(pointers: result)
+  }
+
+  /// Adds the buffers that `targets` handed out into layer `layer`'s gradients in `store`.
+  func add(_ targets: LayerGradientTargets, into store: ParameterStore, layer: Int) {
+    for parameter in LayerParameter.allCases {
+      guard let source = targets[parameter] else { continue }
+      let name = XLlamaParameterNames.layer(layer) + parameter.suffix
       store.withGradient(name) { gradient in
         for index in gradient.indices { gradient[index] += source[index] }
       }

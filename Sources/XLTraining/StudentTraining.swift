@@ -72,11 +72,12 @@ struct MixerInputsForward {
   /// Backpropagates the cell-input gradients (and, when given, the output-gate
   /// pre-activation gradient (T, NH·DH)) to the projections, the input norm and x.
   ///
-  /// Adds parameter gradients into `grads` and d(loss)/dx into `inputGrad` when given.
+  /// Adds parameter gradients into the non-nil `grads` and d(loss)/dx into `inputGrad` when
+  /// given.
   func backward(
     x: [Float], weights w: LayerTensors, geometry g: StudentGeometry,
     dQuery: Tensor, dKey: Tensor, dValue: Tensor?, dInputGate: Tensor, dForgetGate: Tensor,
-    dOutputGate: [Float]?, grads: inout LayerTensors, inputGrad: UnsafeMutablePointer<Float>?
+    dOutputGate: [Float]?, grads: LayerGradientTargets, inputGrad: UnsafeMutablePointer<Float>?
   ) {
     let t = g.tokens
     var dNormed = [Float](repeating: 0, count: t * g.dim)
@@ -85,24 +86,24 @@ struct MixerInputsForward {
     g.addFromCell(dQuery.data, into: &dq, width: g.queryWidth, headsPerSource: 1)
     TrainingKernels.linearBackward(
       normed, rows: t, inFeatures: g.dim, weight: w[.query], outFeatures: g.queryWidth,
-      outputGrad: dq, inputGrad: &dNormed, weightGrad: &grads.buffers[LayerParameter.query.rawValue])
+      outputGrad: dq, inputGrad: &dNormed, weightGrad: grads[.query])
     var dk = [Float](repeating: 0, count: t * g.keyWidth)
     g.addFromCell(dKey.data, into: &dk, width: g.keyWidth, headsPerSource: g.group)
     TrainingKernels.linearBackward(
       normed, rows: t, inFeatures: g.dim, weight: w[.key], outFeatures: g.keyWidth,
-      outputGrad: dk, inputGrad: &dNormed, weightGrad: &grads.buffers[LayerParameter.key.rawValue])
+      outputGrad: dk, inputGrad: &dNormed, weightGrad: grads[.key])
     if let dValue {
       var dv = [Float](repeating: 0, count: t * g.keyWidth)
       g.addFromCell(dValue.data, into: &dv, width: g.keyWidth, headsPerSource: g.group)
       TrainingKernels.linearBackward(
         normed, rows: t, inFeatures: g.dim, weight: w[.value], outFeatures: g.keyWidth,
-        outputGrad: dv, inputGrad: &dNormed, weightGrad: &grads.buffers[LayerParameter.value.rawValue])
+        outputGrad: dv, inputGrad: &dNormed, weightGrad: grads[.value])
     }
     if let dOutputGate {
       TrainingKernels.linearBackward(
         normed, rows: t, inFeatures: g.dim, weight: w[.outputGate], outFeatures: g.queryWidth,
         outputGrad: dOutputGate, inputGrad: &dNormed,
-        weightGrad: &grads.buffers[LayerParameter.outputGate.rawValue])
+        weightGrad: grads[.outputGate])
     }
     for (capped, dCell, weight, bias) in [
       (inputGate, dInputGate, LayerParameter.inputGate, LayerParameter.inputGateBias),
@@ -113,26 +114,22 @@ struct MixerInputsForward {
       TrainingKernels.softCapBackward(
         savedOutput: capped, count: t * g.heads, cap: g.softCap, outputGrad: dCapped,
         inputGrad: &dPreactivation)
-      var biasGrad: [Float] = []
-      swap(&biasGrad, &grads.buffers[bias.rawValue])
       TrainingKernels.linearBackward(
         normed, rows: t, inFeatures: g.dim, weight: w[weight], outFeatures: g.heads,
-        outputGrad: dPreactivation, inputGrad: &dNormed,
-        weightGrad: &grads.buffers[weight.rawValue], biasGrad: &biasGrad)
-      swap(&biasGrad, &grads.buffers[bias.rawValue])
+        outputGrad: dPreactivation, inputGrad: &dNormed, weightGrad: grads[weight], biasGrad: grads[bias])
     }
 
     if let inputGrad {
       TrainingKernels.rmsNormBackward(
         x, rows: t, dim: g.dim, weight: w[.inputNorm], savedInverseRMS: inverseRMS,
         outputGrad: dNormed, inputGrad: inputGrad,
-        weightGrad: &grads.buffers[LayerParameter.inputNorm.rawValue])
+        weightGrad: grads[.inputNorm])
     } else {
       var discarded = [Float](repeating: 0, count: t * g.dim)
       TrainingKernels.rmsNormBackward(
         x, rows: t, dim: g.dim, weight: w[.inputNorm], savedInverseRMS: inverseRMS,
         outputGrad: dNormed, inputGrad: &discarded,
-        weightGrad: &grads.buffers[LayerParameter.inputNorm.rawValue])
+        weightGrad: grads[.inputNorm])
     }
   }
 }
@@ -201,9 +198,9 @@ struct StudentLayerForward {
       into: &output, accumulate: true)
   }
 
-  /// Backpropagates dy (T, D): adds every parameter gradient of the layer into `grads` and
-  /// returns d(loss)/dx (T, D).
-  func backward(outputGrad dy: [Float], weights w: LayerTensors, grads: inout LayerTensors) -> [Float] {
+  /// Backpropagates dy (T, D): adds the layer's parameter gradients into the non-nil `grads`
+  /// and returns d(loss)/dx (T, D).
+  func backward(outputGrad dy: [Float], weights w: LayerTensors, grads: LayerGradientTargets) -> [Float] {
     let g = geometry
     let t = g.tokens
     // y = x1 + down(act): dx1 = dy, then the MLP branch.
@@ -211,7 +208,7 @@ struct StudentLayerForward {
     var dActivated = [Float](repeating: 0, count: t * g.mlpWidth)
     TrainingKernels.linearBackward(
       activated, rows: t, inFeatures: g.mlpWidth, weight: w[.mlpDown], outFeatures: g.dim,
-      outputGrad: dy, inputGrad: &dActivated, weightGrad: &grads.buffers[LayerParameter.mlpDown.rawValue])
+      outputGrad: dy, inputGrad: &dActivated, weightGrad: grads[.mlpDown])
     var dGate = [Float](repeating: 0, count: t * g.mlpWidth)
     var dUp = dGate
     TrainingKernels.swiGLUBackward(
@@ -219,14 +216,14 @@ struct StudentLayerForward {
     var dPostNormed = [Float](repeating: 0, count: t * g.dim)
     TrainingKernels.linearBackward(
       postNormed, rows: t, inFeatures: g.dim, weight: w[.mlpGate], outFeatures: g.mlpWidth,
-      outputGrad: dGate, inputGrad: &dPostNormed, weightGrad: &grads.buffers[LayerParameter.mlpGate.rawValue])
+      outputGrad: dGate, inputGrad: &dPostNormed, weightGrad: grads[.mlpGate])
     TrainingKernels.linearBackward(
       postNormed, rows: t, inFeatures: g.dim, weight: w[.mlpUp], outFeatures: g.mlpWidth,
-      outputGrad: dUp, inputGrad: &dPostNormed, weightGrad: &grads.buffers[LayerParameter.mlpUp.rawValue])
+      outputGrad: dUp, inputGrad: &dPostNormed, weightGrad: grads[.mlpUp])
     TrainingKernels.rmsNormBackward(
       afterMixer, rows: t, dim: g.dim, weight: w[.postAttentionNorm], savedInverseRMS: postInverseRMS,
       outputGrad: dPostNormed, inputGrad: &dAfterMixer,
-      weightGrad: &grads.buffers[LayerParameter.postAttentionNorm.rawValue])
+      weightGrad: grads[.postAttentionNorm])
 
     // x1 = x + out_proj(gated): dx = dx1, then the mixer branch.
     var dx = dAfterMixer
@@ -234,7 +231,7 @@ struct StudentLayerForward {
     TrainingKernels.linearBackward(
       gated, rows: t, inFeatures: g.queryWidth, weight: w[.outputProjection], outFeatures: g.dim,
       outputGrad: dAfterMixer, inputGrad: &dGated,
-      weightGrad: &grads.buffers[LayerParameter.outputProjection.rawValue])
+      weightGrad: grads[.outputProjection])
     var dHeadNormed = [Float](repeating: 0, count: t * g.queryWidth)
     var dOutputGate = dHeadNormed
     TrainingKernels.sigmoidGateBackward(
@@ -244,14 +241,14 @@ struct StudentLayerForward {
     TrainingKernels.headLayerNormBackward(
       cellOutput, rows: t, heads: g.heads, headDim: g.headDim, weight: w[.headNorm],
       savedMean: headMean, savedInverseStd: headInverseStd, outputGrad: dHeadNormed,
-      inputGrad: &dCellOutput, weightGrad: &grads.buffers[LayerParameter.headNorm.rawValue])
+      inputGrad: &dCellOutput, weightGrad: grads[.headNorm])
     let dh = Tensor(shape: g.cellShape, data: g.toCell(dCellOutput, width: g.queryWidth, headsPerSource: 1))
     let cell = MLSTMCell.parallelBackward(
       q: mixer.cellQuery, k: mixer.cellKey, v: mixer.cellValue, i: mixer.cellInputGate,
       f: mixer.cellForgetGate, dh: dh)
     mixer.backward(
       x: input, weights: w, geometry: g, dQuery: cell.dq, dKey: cell.dk, dValue: cell.dv,
-      dInputGate: cell.di, dForgetGate: cell.df, dOutputGate: dOutputGate, grads: &grads,
+      dInputGate: cell.di, dForgetGate: cell.df, dOutputGate: dOutputGate, grads: grads,
       inputGrad: &dx)
     return dx
   }

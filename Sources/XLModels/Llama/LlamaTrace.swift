@@ -1,7 +1,7 @@
 import Foundation
 import XLTensors
 
-/// What MOHAWK distillation reads from the teacher for one batch of B rows of S tokens.
+/// The teacher's activations that MOHAWK distillation reads, for one batch of B rows of S tokens.
 ///
 /// Matches `teacher(ids, output_hidden_states=True, output_attentions=True)` of transformers,
 /// except that `hidden[L]` is the last layer's raw output (transformers returns it after the
@@ -10,9 +10,9 @@ public struct LlamaTrace: Sendable {
   /// L + 1 tensors of shape (B, S, D): `hidden[n]` enters layer n, `hidden[n + 1]` leaves it.
   public var hidden: [Tensor]
   /// L tensors of shape (B, NH, S, S): causal softmax of `q·kᵀ / sqrt(DH)` after rotary
-  /// embeddings, zero above the diagonal; empty when the trace was asked without them.
+  /// embeddings, zero above the diagonal. Empty when the trace skipped them.
   public var attention: [Tensor]
-  /// (B, S, V) logits after the final norm and `lm_head`.
+  /// (B, S, V) logits after the final norm and `lm_head`; empty when the trace skipped them.
   public var logits: Tensor
 }
 
@@ -21,9 +21,11 @@ extension LlamaModel {
   /// start at 0 in every row) and keeps every layer's input, output and attention map.
   ///
   /// `ids` is (B, S) row-major. Throws when an id is outside the vocabulary or S exceeds the
-  /// context limit. Attention maps cost B·NH·S² floats per layer; pass
-  /// `includeAttention: false` when only hidden states and logits are needed.
-  public func trace(ids: [Int], rows: Int, length: Int, includeAttention: Bool = true) throws -> LlamaTrace {
+  /// context limit. Attention maps cost B·NH·S² floats per layer and logits a product with
+  /// the (V, D) `lm_head`, so `includeAttention` and `includeLogits` can skip them.
+  public func trace(
+    ids: [Int], rows: Int, length: Int, includeAttention: Bool = true, includeLogits: Bool = true
+  ) throws -> LlamaTrace {
     let c = configuration
     guard ids.count == rows * length else {
       throw ModelError.invalidConfiguration(
@@ -33,15 +35,16 @@ extension LlamaModel {
       throw ModelError.contextOverflow(requested: length, limit: c.maxPositionEmbeddings)
     }
     for id in ids where id < 0 || id >= c.vocabularySize {
-      throw ModelError.invalidConfiguration(
-        source: "trace", key: "ids", reason: "contains token \(id), expected 0..<\(c.vocabularySize)")
+      throw ModelError.invalidToken(id: id, vocabularySize: c.vocabularySize)
     }
+
     let d = c.hiddenSize
     let tokens = rows * length
     var hidden = [Float](repeating: 0, count: tokens * d)
     for (row, id) in ids.enumerated() {
       hidden.replaceSubrange((row * d)..<((row + 1) * d), with: embedding[(id * d)..<((id + 1) * d)])
     }
+
     var states = [Tensor(shape: [rows, length, d], data: hidden)]
     var maps: [Tensor] = []
     for layer in 0..<c.layerCount {
@@ -49,6 +52,8 @@ extension LlamaModel {
       if includeAttention { maps.append(map) }
       states.append(Tensor(shape: [rows, length, d], data: hidden))
     }
+
+    guard includeLogits else { return LlamaTrace(hidden: states, attention: maps, logits: Tensor(zeros: [0])) }
     let logits = LogitsProjection.compute(
       hidden: hidden, rows: tokens, selection: .all, norm: finalNorm, eps: c.rmsNormEps,
       outputProjection: outputProjection, vocabularySize: c.vocabularySize)
