@@ -23,6 +23,9 @@ public struct DataPreparationOptions: Sendable, Equatable {
   /// A shard is closed before a document that would take it past this many ids; a single
   /// longer document gets a shard of its own.
   public var maxTokensPerShard = 50_000_000
+  /// Reads a text line that is not valid UTF-8 as Latin-1 (one byte, one character) instead of
+  /// rejecting the file; old Project Gutenberg and web texts mix the two encodings.
+  public var decodeInvalidUTF8AsLatin1 = false
 
   public init() {}
 }
@@ -166,7 +169,7 @@ public struct DataPreparer {
   func forEachDocument(in url: URL, _ body: (String, String) throws -> Void) throws {
     let path = url.path
     if url.pathExtension.lowercased() == "jsonl" {
-      try LineReader.forEachLine(of: url) { line, number in
+      try LineReader.forEachLine(of: url, latin1Fallback: options.decodeInvalidUTF8AsLatin1) { line, number in
         if line.allSatisfy({ $0 == " " || $0 == "\t" }) { return }
         let text = try jsonlText(line, path: path, lineNumber: number)
         try body(text, "\(path):\(number)")
@@ -175,18 +178,16 @@ public struct DataPreparer {
     }
     switch options.textSplit {
     case .wholeFile:
-      let text: String
-      do {
-        text = try String(contentsOf: url, encoding: .utf8)
-      } catch {
-        throw TrainingError.fileOperationFailed(
-          path: path, operation: "read UTF-8 text from", reason: error.localizedDescription)
+      var lines: [String] = []
+      try LineReader.forEachLine(of: url, latin1Fallback: options.decodeInvalidUTF8AsLatin1) { line, _ in
+        lines.append(line)
       }
+      let text = lines.joined(separator: "\n")
       if !text.isEmpty { try body(text, path) }
     case .paragraphs:
       var paragraph: [String] = []
       var firstLine = 0
-      try LineReader.forEachLine(of: url) { line, number in
+      try LineReader.forEachLine(of: url, latin1Fallback: options.decodeInvalidUTF8AsLatin1) { line, number in
         if line.allSatisfy({ $0 == " " || $0 == "\t" }) {
           if !paragraph.isEmpty { try body(paragraph.joined(separator: "\n"), "\(path):\(firstLine)") }
           paragraph.removeAll()
@@ -265,8 +266,9 @@ final class ShardSetWriter {
 
 /// Streams a file's lines in 1 MiB reads, so memory stays bounded by the longest line.
 enum LineReader {
-  /// Calls `body` with each line (without "\n" or "\r\n") and its 1-based number.
-  static func forEachLine(of url: URL, _ body: (String, Int) throws -> Void) throws {
+  /// Calls `body` with each line (without "\n" or "\r\n") and its 1-based number. A line that
+  /// is not valid UTF-8 is an error, or with `latin1Fallback` is read as Latin-1.
+  static func forEachLine(of url: URL, latin1Fallback: Bool = false, _ body: (String, Int) throws -> Void) throws {
     let handle: FileHandle
     do {
       handle = try FileHandle(forReadingFrom: url)
@@ -282,9 +284,14 @@ enum LineReader {
       lineNumber += 1
       var line = bytes
       if line.last == 0x0D { line = line.dropLast() }
-      guard let text = String(validating: line, as: UTF8.self) else {
+      var decoded = String(validating: line, as: UTF8.self)
+      if decoded == nil && latin1Fallback {
+        decoded = String(String.UnicodeScalarView(line.map { Unicode.Scalar($0) }))
+      }
+      guard let text = decoded else {
         throw TrainingError.malformedJSONLine(
-          path: url.path, line: lineNumber, reason: "line is not valid UTF-8")
+          path: url.path, line: lineNumber,
+          reason: "line is not valid UTF-8 (to read such lines as Latin-1, pass --latin1 to 'xllama data prepare')")
       }
       try body(text, lineNumber)
     }

@@ -5,7 +5,7 @@ enum DataCommand: Command {
   static let name = "data"
   static let subcommand: String? = "prepare"
   static let summary = "Tokenize .txt and .jsonl files into training and validation shards."
-  static let usage = "prepare --model PATH --input FILES --out DIR [--field NAME] [--validation F] [--seed N] [--split-paragraphs]"
+  static let usage = "prepare --model PATH --input FILES --out DIR [--field NAME] [--validation F] [--seed N] [--split-paragraphs] [--latin1]"
   static let options: [OptionSpec] = [
     modelOption,
     OptionSpec(name: "--input", valueName: "FILES", help: "comma-separated files and folders (a folder gives its *.txt and *.jsonl)"),
@@ -14,6 +14,7 @@ enum DataCommand: Command {
     OptionSpec(name: "--validation", valueName: "F", help: "share of documents held out for validation, 0 ... 1", defaultDescription: "0.01"),
     OptionSpec(name: "--seed", valueName: "N", help: "seed of the validation split", defaultDescription: "0"),
     OptionSpec(name: "--split-paragraphs", valueName: nil, help: "treat blank-line separated blocks of a .txt file as documents (default: one document per file)"),
+    OptionSpec(name: "--latin1", valueName: nil, help: "read lines that are not valid UTF-8 as Latin-1 instead of stopping"),
     OptionSpec(name: "--shard-tokens", valueName: "N", help: "ids per shard before a new one starts", defaultDescription: "50000000"),
     OptionSpec(name: "--force", valueName: nil, help: "overwrite a folder that already contains a manifest.json"),
   ]
@@ -34,6 +35,7 @@ enum DataCommand: Command {
     preparation.validationFraction = Double(fraction)
     preparation.seed = try unsignedOption(options, "--seed", default: 0)
     preparation.textSplit = options.flag("--split-paragraphs") ? .paragraphs : .wholeFile
+    preparation.decodeInvalidUTF8AsLatin1 = options.flag("--latin1")
     preparation.maxTokensPerShard = try options.integer("--shard-tokens", default: 50_000_000, range: 1...Int(Int32.max))
 
     let (configuration, _, tokenizer, _, _) = try ModelLoader.open(modelPath)
