@@ -1,7 +1,7 @@
 import Foundation
 import XLTensors
 
-/// How the next token is chosen from a row of logits.
+/// Settings that choose the next token from a row of logits.
 ///
 /// The steps run in the order Hugging Face transformers applies its logits processors:
 /// repetition penalty, temperature, top-k, top-p, min-p, then a draw. A temperature of zero

@@ -8,7 +8,7 @@ struct OptionSpec {
   var defaultDescription: String? = nil
 }
 
-/// Errors in the command line itself; the message says which option and what to do.
+/// Errors in the command line itself. Each message names the option and what to do next.
 enum CommandLineError: Error, CustomStringConvertible {
   case unknownOption(verb: String, option: String)
   case missingValue(option: String)

@@ -114,6 +114,35 @@ struct DataPreparerTests {
     #expect(json.contains("\"eos_id\" : 256"))
   }
 
+  @Test("Latin-1 lines rejected or decoded")
+  func latin1Lines() throws {
+    let folder = try makeTemporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let text = folder.appendingPathComponent("latin1.txt")
+    // "caf\u{E9}" in UTF-8 on line 1, then "Bruneti\u{E8}re" in Latin-1 on line 2.
+    try Data([0x63, 0x61, 0x66, 0xC3, 0xA9, 0x0A, 0x42, 0x72, 0x75, 0x6E, 0x65, 0x74, 0x69, 0xE8, 0x72, 0x65])
+      .write(to: text)
+    var options = DataPreparationOptions()
+    options.validationFraction = 0
+    let strict = DataPreparer(vocabSize: 300, eosId: 256, options: options, tokenize: byteTokenizer)
+    do {
+      _ = try strict.prepare(inputs: [text], outputDirectory: folder.appendingPathComponent("strict"))
+      Issue.record("invalid UTF-8 was accepted")
+    } catch let error as TrainingError {
+      #expect(error.description.contains("latin1.txt:2"))
+      #expect(error.description.contains("--latin1"))
+    }
+
+    options.decodeInvalidUTF8AsLatin1 = true
+    var decoded: [String] = []
+    let lenient = DataPreparer(vocabSize: 300, eosId: 256, options: options) { text in
+      decoded.append(text)
+      return Array(text.utf8).map(Int.init)
+    }
+    _ = try lenient.prepare(inputs: [text], outputDirectory: folder.appendingPathComponent("lenient"))
+    #expect(decoded == ["caf\u{E9}\nBruneti\u{E8}re"])
+  }
+
   @Test("malformed jsonl line reported")
   func malformed() throws {
     let folder = try makeTemporaryFolder()

@@ -31,7 +31,7 @@ public struct ModelConfiguration: Sendable, Equatable {
   public var cellEps: Float = 1e-6
   /// Chunk length of the chunkwise mLSTM form used for prefill.
   public var chunkSize: Int = 64
-  /// How the student's gates were initialized, recorded by `linearize`.
+  /// Description of the student's gate initialization, recorded by `linearize`.
   public var gateInitialization: String?
 
   public var isStudent: Bool { modelType == "xllama" }
