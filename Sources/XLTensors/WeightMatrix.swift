@@ -29,7 +29,8 @@ public struct WeightMatrix: @unchecked Sendable {
 
   /// The float32 matrix-vector kernels: OpenBLAS's `sgemv` or the hand-written SIMD loop.
   public enum Float32Kernel: Sendable { case blas, simd }
-  /// Which float32 kernel `matvec` runs (for measurement; `.blas` measured faster).
+  /// The float32 kernel `matvec` runs. `.blas` is the default because it measured faster;
+  /// `bench --kernels` switches it to compare.
   nonisolated(unsafe) public static var float32Kernel = Float32Kernel.blas
 
   public init(rows: Int, columns: Int, float32 values: [Float]) {
@@ -48,7 +49,7 @@ public struct WeightMatrix: @unchecked Sendable {
     storage = .bfloat16(bits)
   }
 
-  /// A float32 matrix from a rank-2 tensor.
+  /// Creates a float32 matrix from a rank-2 tensor.
   public init(_ tensor: Tensor) {
     precondition(tensor.rank == 2, "a weight matrix needs a rank-2 tensor, got shape \(tensor.shape)")
     self.init(rows: tensor.shape[0], columns: tensor.shape[1], float32: tensor.data)
@@ -62,7 +63,7 @@ public struct WeightMatrix: @unchecked Sendable {
   /// Bytes the elements occupy (what one matrix-vector product streams).
   public var byteCount: Int { rows * columns * (isBFloat16 ? 2 : 4) }
 
-  /// Every element widened to float32, row-major.
+  /// Returns every element widened to float32, row-major.
   public func floatValues() -> [Float] {
     switch storage {
     case .float32(let values): return values
@@ -70,7 +71,7 @@ public struct WeightMatrix: @unchecked Sendable {
     }
   }
 
-  /// The matrix as a float32 tensor (out, in).
+  /// Returns the matrix as a float32 tensor (out, in).
   public func tensor() -> Tensor { Tensor(shape: [rows, columns], data: floatValues()) }
 
   /// Writes row `index` (in elements, float32) to `output`; used for embedding lookups.
@@ -132,9 +133,10 @@ public struct WeightMatrix: @unchecked Sendable {
 
   /// One token: `y = W · x` (+ y), x (in), y (out).
   ///
-  /// float32 storage uses `cblas_sgemv`, which measured faster than the hand-written loop
-  /// below at these shapes; bfloat16 storage runs `Self.bfloat16Rows` split by output rows
-  /// over `threadCount` threads when the matrix is large enough for that to pay.
+  /// float32 storage uses `cblas_sgemv`, which took less processor time than the hand-written
+  /// loop at every model shape (`bench --kernels`, one thread). bfloat16 storage runs
+  /// `Self.bfloat16Rows`, split by output rows over `threadCount` threads when the matrix is
+  /// large enough for that to pay.
   public func matvec(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
     switch storage {
     case .float32(let values):
@@ -177,8 +179,9 @@ public struct WeightMatrix: @unchecked Sendable {
     }
   }
 
-  /// S tokens: `y = x · Wᵀ` (+ y) through `cblas_sgemm`; bfloat16 rows are widened to a
-  /// float32 scratch block by block (the conversion is small beside the S-row product).
+  /// S tokens: `y = x · Wᵀ` (+ y) through `cblas_sgemm`. bfloat16 rows are widened to a
+  /// float32 scratch block by block, which costs little beside an S-row product; below four
+  /// rows the matrix-vector path runs once per row instead.
   public func matmul(
     _ x: UnsafePointer<Float>, count s: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false
   ) {
@@ -214,7 +217,7 @@ public struct WeightMatrix: @unchecked Sendable {
     }
   }
 
-  /// The simple path the fast ones are tested against: plain loops, float32 accumulation in
+  /// Computes `apply`'s result by the simple path that the fast ones are tested against: plain loops, float32 accumulation in
   /// column order.
   public func referenceApply(_ x: [Float], count s: Int, into y: inout [Float], accumulate: Bool = false) {
     precondition(x.count >= s * columns && y.count >= s * rows, "buffers too small for \(s) rows")
@@ -252,8 +255,9 @@ public struct WeightMatrix: @unchecked Sendable {
     }
   }
 
-  /// How many threads a matrix-vector product of this size splits over: one below about a
-  /// quarter of a million elements, where waking a second thread costs more than it saves.
+  /// Returns how many threads a matrix-vector product of this size splits over. Below about a
+  /// quarter of a million elements it is one, because waking a second thread costs more than
+  /// it saves there (an estimate, not tuned on an idle machine).
   static func partCount(elements: Int, rows: Int) -> Int {
     let threads = max(1, threadCount)
     if threads == 1 || elements < (1 << 18) || rows < 8 * threads { return 1 }
@@ -261,7 +265,7 @@ public struct WeightMatrix: @unchecked Sendable {
   }
 
   /// float32 matrix-vector product for output rows `range`: w (rows × columns), x (columns),
-  /// y (rows); sixteen columns per step, four rows at a time, scalar tail for the rest.
+  /// y (rows). Eight columns per step, four rows at a time, and a scalar tail for the rest.
   @inline(__always)
   static func float32Rows(
     _ w: UnsafePointer<Float>, rows range: Range<Int>, columns: Int, x: UnsafePointer<Float>,
@@ -304,12 +308,14 @@ public struct WeightMatrix: @unchecked Sendable {
   /// bfloat16 matrix-vector product for output rows `range` of a (rows, columns) matrix.
   ///
   /// Shapes: w (rows × columns bfloat16), x (columns), even/odd (columns / 2: x's even and odd
-  /// elements), y (rows). Each 32-bit word of a row holds two neighbouring elements, the
-  /// even one in its low half: `word << 16` is the even element as float32 and
-  /// `word & 0xFFFF0000` the odd one, so the loop needs no shuffles. Sixteen words (32
-  /// elements) per step, four rows at a time so that each x load serves four rows. The
-  /// words are read unaligned (rows of odd width start mid-word); an odd last column is added
-  /// by a scalar tail.
+  /// elements), y (rows). Each 32-bit word of a row contains two neighbouring elements, the
+  /// even one in its low half. So `word << 16` is the even element as float32 and
+  /// `word & 0xFFFF0000` the odd one, and the loop needs no shuffles. Eight words (16
+  /// elements) per step, four rows at a time, so that each x load serves four rows. Wider
+  /// steps would need all sixteen SSE registers for the accumulators alone, because Swift
+  /// emits SSE2 code for the baseline x86-64 target.
+  /// The words are read unaligned because rows of odd width start mid-word, and an odd last
+  /// column is added by a scalar tail.
   @inline(__always)
   static func bfloat16Rows(
     _ w: UnsafePointer<UInt16>, rows range: Range<Int>, columns: Int, x: UnsafePointer<Float>,
