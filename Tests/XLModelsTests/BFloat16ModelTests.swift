@@ -17,7 +17,8 @@ struct BFloat16ModelTests {
     return try SafetensorsFile(url: url)
   }
 
-  /// The same tensors widened to float32 (no WeightMatrixProvider, so matrices load float32).
+  /// Reads every tensor widened to float32 into a dictionary, which is no WeightMatrixProvider,
+  /// so models built from it hold float32 matrices.
   static func widened(_ file: SafetensorsFile) throws -> TensorDictionary {
     TensorDictionary(Dictionary(uniqueKeysWithValues: try file.tensorNames.map { ($0, try file.tensor(named: $0)) }))
   }
@@ -51,8 +52,11 @@ struct BFloat16ModelTests {
     let configuration = Linearization.studentConfiguration(for: teacher, seed: 3)
     let file = try Self.write(tensors, dtype: .bf16)
     let bf16 = try XLlamaModel(configuration: configuration, weights: file, source: "bf16")
-    #expect(bf16.embedding.isBFloat16 && bf16.outputProjection.isBFloat16)
-    #expect(bf16.layers.allSatisfy { $0.mixerInput.isBFloat16 && $0.mlpInput.isBFloat16 && $0.downProjection.isBFloat16 })
+    #expect(bf16.embedding.isBFloat16)
+    #expect(bf16.outputProjection.isBFloat16)
+    #expect(bf16.layers.allSatisfy { $0.mixerInput.isBFloat16 })
+    #expect(bf16.layers.allSatisfy { $0.mlpInput.isBFloat16 })
+    #expect(bf16.layers.allSatisfy { $0.downProjection.isBFloat16 })
 
     // Same rounded weights held as float32: only summation order differs, so the logits agree
     // to 1e-3 (logits are O(1) here).
@@ -78,7 +82,9 @@ struct BFloat16ModelTests {
       let weights = RandomTeachers.weights(configuration, seed: 22)
       let file = try Self.write(weights.tensorNames.map { ($0, try weights.tensor(named: $0)) }, dtype: .bf16)
       let bf16 = try LlamaModel(configuration: configuration, weights: file, source: "bf16")
-      #expect(bf16.embedding.isBFloat16 && bf16.outputProjection.isBFloat16 && bf16.layers[0].queryProjection.isBFloat16)
+      #expect(bf16.embedding.isBFloat16)
+      #expect(bf16.outputProjection.isBFloat16)
+      #expect(bf16.layers[0].queryProjection.isBFloat16)
       let widened = try LlamaModel(configuration: configuration, weights: try Self.widened(file), source: "widened")
       let difference = try Self.logits(bf16).maxAbsDifference(Self.logits(widened))
       #expect(difference < 1e-3, "BF16 and widened teacher logits differ by \(difference)")
@@ -92,7 +98,8 @@ struct BFloat16ModelTests {
     let weights = RandomTeachers.weights(configuration, seed: 23)
     let file = try Self.write(weights.tensorNames.map { ($0, try weights.tensor(named: $0)) }, dtype: .f32)
     let model = try LlamaModel(configuration: configuration, weights: file, source: "f32")
-    #expect(!model.embedding.isBFloat16 && !model.layers[0].downProjection.isBFloat16)
+    #expect(!model.embedding.isBFloat16)
+    #expect(!model.layers[0].downProjection.isBFloat16)
     #expect(model.layers[0].downProjection.floatValues() == (try weights.tensor(named: "model.layers.0.mlp.down_proj.weight")).data)
   }
 }
