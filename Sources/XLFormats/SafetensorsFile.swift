@@ -47,7 +47,7 @@ public struct SafetensorsTensorInfo: Sendable, Equatable {
 ///
 /// The initializer validates every entry: dtype known, byte count equal to elements × dtype
 /// size, ranges inside the file and not overlapping. Tensors are converted only when asked for.
-public final class SafetensorsFile: TensorProvider, @unchecked Sendable {
+public final class SafetensorsFile: WeightMatrixProvider, @unchecked Sendable {
   public let url: URL
   /// The `__metadata__` object (empty when absent).
   public let metadata: [String: String]
@@ -150,6 +150,33 @@ public final class SafetensorsFile: TensorProvider, @unchecked Sendable {
       throw FormatError.unsupportedType(
         path: file.path, tensor: name, type: "\(info.dtype.rawValue) (expected a float type; use integers(named:))")
     }
+  }
+
+  /// The raw bits of the BF16 tensor `name`, row-major, in host order.
+  public func bfloat16Bits(named name: String) throws -> [UInt16] {
+    let info = try requireInfo(name)
+    guard info.dtype == .bf16 else {
+      throw FormatError.unsupportedType(
+        path: file.path, tensor: name, type: "\(info.dtype.rawValue) (expected BF16; use tensor(named:))")
+    }
+    let bytes = file.bytes((dataStart + info.byteRange.lowerBound)..<(dataStart + info.byteRange.upperBound))
+    return (0..<info.elementCount).map {
+      UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))
+    }
+  }
+
+  /// The rank-2 tensor `name` as a weight matrix: BF16 tensors keep their bits, other float
+  /// types are converted to float32.
+  public func weightMatrix(named name: String) throws -> WeightMatrix {
+    let info = try requireInfo(name)
+    guard info.shape.count == 2 else {
+      throw FormatError.invalidTensor(
+        path: file.path, tensor: name, detail: "has shape \(info.shape), expected a matrix (rank 2)")
+    }
+    if info.dtype == .bf16 {
+      return WeightMatrix(rows: info.shape[0], columns: info.shape[1], bfloat16: try bfloat16Bits(named: name))
+    }
+    return WeightMatrix(try tensor(named: name))
   }
 
   /// Reads the integer tensor `name`, flattened in row-major order. I64, I32, I16, I8, U8 and

@@ -6,7 +6,7 @@ import XLTensors
 /// in the index's folder).
 ///
 /// Shards are opened (memory-mapped) the first time one of their tensors is requested.
-public final class ShardedSafetensors: TensorProvider, @unchecked Sendable {
+public final class ShardedSafetensors: WeightMatrixProvider, @unchecked Sendable {
   public let indexURL: URL
   /// Tensor name → shard file name, as listed in the index.
   public let weightMap: [String: String]
@@ -60,6 +60,11 @@ public final class ShardedSafetensors: TensorProvider, @unchecked Sendable {
 
   public func tensor(named name: String) throws -> Tensor {
     try shard(containing: name).tensor(named: name)
+  }
+
+  /// The matrix `name`, keeping BF16 storage, as `SafetensorsFile.weightMatrix(named:)` does.
+  public func weightMatrix(named name: String) throws -> WeightMatrix {
+    try shard(containing: name).weightMatrix(named: name)
   }
 
   /// Reads the integer tensor `name`, flattened, as `SafetensorsFile.integers(named:)` does.

@@ -10,7 +10,9 @@ import CBLAS
 /// common product is `y = x · Wᵀ`, which `linear` wraps.
 public enum BLAS {
   /// Sets how many threads OpenBLAS uses for each product (no effect with Accelerate).
+  /// Also sets `WeightMatrix.threadCount`.
   public static func setThreadCount(_ count: Int) {
+    WeightMatrix.threadCount = max(1, count)
     #if !canImport(Accelerate)
     openblas_set_num_threads(Int32(max(1, count)))
     #endif

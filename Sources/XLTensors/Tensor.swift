@@ -65,6 +65,14 @@ public protocol TensorProvider {
   func tensor(named name: String) throws -> Tensor
 }
 
+/// A tensor source that can hand out weight matrices in their stored precision, so that a
+/// bfloat16 checkpoint stays bfloat16 in memory instead of being widened to float32.
+public protocol WeightMatrixProvider: TensorProvider {
+  /// The rank-2 tensor `name` as a weight matrix: bfloat16 storage when the source stores
+  /// it so, float32 otherwise. Throws when it is missing, unreadable or not of rank 2.
+  func weightMatrix(named name: String) throws -> WeightMatrix
+}
+
 /// Tensors held in memory, keyed by name.
 public struct TensorDictionary: TensorProvider, Sendable {
   public var tensors: [String: Tensor]

@@ -12,11 +12,16 @@ enum BenchCommand: Command {
     OptionSpec(name: "--depths", valueName: "LIST", help: "comma-separated context depths at which decode is timed", defaultDescription: "0,4096"),
     OptionSpec(name: "--repeats", valueName: "N", help: "repetitions of each measurement; the best is reported", defaultDescription: "2"),
     OptionSpec(name: "--json", valueName: nil, help: "print one JSON object per figure instead of a table"),
+    OptionSpec(name: "--kernels", valueName: nil, help: "time the single-token matrix products of the model shapes instead (no model needed)"),
     threadsOption,
   ]
 
   static func run(_ options: ParsedOptions) throws {
     try applyThreads(options)
+    if options.flag("--kernels") {
+      KernelBench.run()
+      return
+    }
     let promptTokens = try options.integer("--prompt-tokens", default: 512, range: 1...1_000_000)
     let generatedTokens = try options.integer("--gen-tokens", default: 128, range: 1...1_000_000)
     let repeats = try options.integer("--repeats", default: 2, range: 1...100)

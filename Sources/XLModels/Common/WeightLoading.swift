@@ -24,4 +24,25 @@ struct WeightReader {
     }
     return tensor.data
   }
+
+  /// The matrix `name`, which must have exactly `shape` (out, in); bfloat16 when the provider
+  /// stores it so and can hand it out unwidened, float32 otherwise.
+  func readMatrix(_ name: String, shape: [Int]) throws -> WeightMatrix {
+    guard names.contains(name) else { throw ModelError.missingTensor(source: source, name: name) }
+    precondition(shape.count == 2, "readMatrix takes an (out, in) shape")
+    let matrix: WeightMatrix
+    if let matrices = provider as? WeightMatrixProvider, let found = try? matrices.weightMatrix(named: name) {
+      matrix = found
+    } else {
+      let tensor = try provider.tensor(named: name)
+      guard tensor.shape == shape else {
+        throw ModelError.wrongShape(source: source, name: name, expected: shape, found: tensor.shape)
+      }
+      return WeightMatrix(tensor)
+    }
+    guard [matrix.rows, matrix.columns] == shape else {
+      throw ModelError.wrongShape(source: source, name: name, expected: shape, found: [matrix.rows, matrix.columns])
+    }
+    return matrix
+  }
 }

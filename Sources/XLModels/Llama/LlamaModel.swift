@@ -6,14 +6,14 @@ import XLTensors
 /// Follows Hugging Face transformers' `LlamaForCausalLM` (modeling_llama.py):
 /// `x += o_proj(attn(rmsnorm(x)))`, `x += down(silu(gate(h)) · up(h))` with `h = rmsnorm(x)`,
 /// rotary embeddings in the "rotate half" convention, a final RMSNorm and an `lm_head` that is
-/// the embedding matrix when `tie_word_embeddings` is set. Weights are float32 in PyTorch's
-/// (out, in) layout.
+/// the embedding matrix when `tie_word_embeddings` is set. Matrices are in PyTorch's (out, in)
+/// layout, bfloat16 when a safetensors checkpoint stores them so and float32 otherwise.
 public final class LlamaModel: LanguageModel, @unchecked Sendable {
   public let configuration: ModelConfiguration
-  let embedding: [Float]  // (V, D)
+  let embedding: WeightMatrix  // (V, D)
   let layers: [LlamaLayerWeights]
   let finalNorm: [Float]  // (D)
-  let outputProjection: [Float]  // (V, D); a copy of `embedding` when tied
+  let outputProjection: WeightMatrix  // (V, D); the same storage as `embedding` when tied
   let rotary: RotaryEmbedding
 
   public var contextLimit: Int? { configuration.maxPositionEmbeddings }
@@ -26,10 +26,10 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     let reader = WeightReader(provider: provider, source: source)
     let c = configuration
     let d = c.hiddenSize
-    embedding = try reader.read("model.embed_tokens.weight", shape: [c.vocabularySize, d])
+    embedding = try reader.readMatrix("model.embed_tokens.weight", shape: [c.vocabularySize, d])
     finalNorm = try reader.read("model.norm.weight", shape: [d])
     if reader.contains("lm_head.weight") {
-      outputProjection = try reader.read("lm_head.weight", shape: [c.vocabularySize, d])
+      outputProjection = try reader.readMatrix("lm_head.weight", shape: [c.vocabularySize, d])
     } else if c.tieWordEmbeddings {
       outputProjection = embedding
     } else {
@@ -45,14 +45,14 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
 /// One decoder layer's weights.
 struct LlamaLayerWeights {
   let inputNorm: [Float]  // (D)
-  let queryProjection: [Float]  // (NH·DH, D)
-  let keyProjection: [Float]  // (NKV·DH, D)
-  let valueProjection: [Float]  // (NKV·DH, D)
-  let outputProjection: [Float]  // (D, NH·DH)
+  let queryProjection: WeightMatrix  // (NH·DH, D)
+  let keyProjection: WeightMatrix  // (NKV·DH, D)
+  let valueProjection: WeightMatrix  // (NKV·DH, D)
+  let outputProjection: WeightMatrix  // (D, NH·DH)
   let postAttentionNorm: [Float]  // (D)
-  let gateProjection: [Float]  // (I, D)
-  let upProjection: [Float]  // (I, D)
-  let downProjection: [Float]  // (D, I)
+  let gateProjection: WeightMatrix  // (I, D)
+  let upProjection: WeightMatrix  // (I, D)
+  let downProjection: WeightMatrix  // (D, I)
 
   init(reader: WeightReader, layer: Int, configuration c: ModelConfiguration) throws {
     let prefix = "model.layers.\(layer)."
@@ -60,13 +60,13 @@ struct LlamaLayerWeights {
     let queryWidth = c.headCount * c.headDim
     let keyWidth = c.keyValueHeadCount * c.headDim
     inputNorm = try reader.read(prefix + "input_layernorm.weight", shape: [d])
-    queryProjection = try reader.read(prefix + "self_attn.q_proj.weight", shape: [queryWidth, d])
-    keyProjection = try reader.read(prefix + "self_attn.k_proj.weight", shape: [keyWidth, d])
-    valueProjection = try reader.read(prefix + "self_attn.v_proj.weight", shape: [keyWidth, d])
-    outputProjection = try reader.read(prefix + "self_attn.o_proj.weight", shape: [d, queryWidth])
+    queryProjection = try reader.readMatrix(prefix + "self_attn.q_proj.weight", shape: [queryWidth, d])
+    keyProjection = try reader.readMatrix(prefix + "self_attn.k_proj.weight", shape: [keyWidth, d])
+    valueProjection = try reader.readMatrix(prefix + "self_attn.v_proj.weight", shape: [keyWidth, d])
+    outputProjection = try reader.readMatrix(prefix + "self_attn.o_proj.weight", shape: [d, queryWidth])
     postAttentionNorm = try reader.read(prefix + "post_attention_layernorm.weight", shape: [d])
-    gateProjection = try reader.read(prefix + "mlp.gate_proj.weight", shape: [c.intermediateSize, d])
-    upProjection = try reader.read(prefix + "mlp.up_proj.weight", shape: [c.intermediateSize, d])
-    downProjection = try reader.read(prefix + "mlp.down_proj.weight", shape: [d, c.intermediateSize])
+    gateProjection = try reader.readMatrix(prefix + "mlp.gate_proj.weight", shape: [c.intermediateSize, d])
+    upProjection = try reader.readMatrix(prefix + "mlp.up_proj.weight", shape: [c.intermediateSize, d])
+    downProjection = try reader.readMatrix(prefix + "mlp.down_proj.weight", shape: [d, c.intermediateSize])
   }
 }

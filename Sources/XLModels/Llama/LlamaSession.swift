@@ -41,10 +41,8 @@ final class LlamaSession: ModelSession {
     let s = tokens.count
     let d = c.hiddenSize
     var hidden = [Float](repeating: 0, count: s * d)
-    model.embedding.withUnsafeBufferPointer { table in
-      for (row, token) in tokens.enumerated() {
-        for j in 0..<d { hidden[row * d + j] = table[token * d + j] }
-      }
+    hidden.withUnsafeMutableBufferPointer { h in
+      for (row, token) in tokens.enumerated() { model.embedding.row(token, into: h.baseAddress! + row * d) }
     }
     for layer in 0..<c.layerCount {
       forwardLayer(layer, hidden: &hidden, count: s)
@@ -94,9 +92,9 @@ final class LlamaSession: ModelSession {
     var queries = [Float](repeating: 0, count: s * queryWidth)
     var newKeys = [Float](repeating: 0, count: s * keyWidth)
     var newValues = [Float](repeating: 0, count: s * keyWidth)
-    BLAS.linear(normed, rows: s, inFeatures: d, weight: weights.queryProjection, outFeatures: queryWidth, into: &queries)
-    BLAS.linear(normed, rows: s, inFeatures: d, weight: weights.keyProjection, outFeatures: keyWidth, into: &newKeys)
-    BLAS.linear(normed, rows: s, inFeatures: d, weight: weights.valueProjection, outFeatures: keyWidth, into: &newValues)
+    weights.queryProjection.apply(normed, count: s, into: &queries)
+    weights.keyProjection.apply(normed, count: s, into: &newKeys)
+    weights.valueProjection.apply(normed, count: s, into: &newValues)
 
     queries.withUnsafeMutableBufferPointer { q in
       newKeys.withUnsafeMutableBufferPointer { k in
@@ -122,16 +120,16 @@ final class LlamaSession: ModelSession {
     var attended = [Float](repeating: 0, count: s * queryWidth)
     attend(layer: index, queries: queries, count: s, into: &attended)
 
-    BLAS.linear(attended, rows: s, inFeatures: queryWidth, weight: weights.outputProjection, outFeatures: d, into: &hidden, accumulate: true)
+    weights.outputProjection.apply(attended, count: s, into: &hidden, accumulate: true)
 
     Kernels.rmsNorm(hidden, rows: s, dim: d, weight: weights.postAttentionNorm, eps: c.rmsNormEps, into: &normed)
     let width = c.intermediateSize
     var gate = [Float](repeating: 0, count: s * width)
     var up = [Float](repeating: 0, count: s * width)
-    BLAS.linear(normed, rows: s, inFeatures: d, weight: weights.gateProjection, outFeatures: width, into: &gate)
-    BLAS.linear(normed, rows: s, inFeatures: d, weight: weights.upProjection, outFeatures: width, into: &up)
+    weights.gateProjection.apply(normed, count: s, into: &gate)
+    weights.upProjection.apply(normed, count: s, into: &up)
     Kernels.siluMultiply(gate: &gate, up: up, count: s * width)
-    BLAS.linear(gate, rows: s, inFeatures: width, weight: weights.downProjection, outFeatures: d, into: &hidden, accumulate: true)
+    weights.downProjection.apply(gate, count: s, into: &hidden, accumulate: true)
   }
 
   // queries: (S, NH·DH) already rotated; output: (S, NH·DH).
@@ -185,7 +183,7 @@ enum LogitsProjection {
   // hidden: (S, D) → logits (rows selected, V).
   static func compute(
     hidden: [Float], rows s: Int, selection: LogitSelection, norm: [Float], eps: Float,
-    outputProjection: [Float], vocabularySize v: Int
+    outputProjection: WeightMatrix, vocabularySize v: Int
   ) -> Tensor {
     let d = norm.count
     let first: Int
@@ -200,7 +198,7 @@ enum LogitsProjection {
       Kernels.rmsNorm(h.baseAddress! + first * d, rows: rows, dim: d, weight: norm, eps: eps, into: &normed)
     }
     var logits = [Float](repeating: 0, count: rows * v)
-    BLAS.linear(normed, rows: rows, inFeatures: d, weight: outputProjection, outFeatures: v, into: &logits)
+    outputProjection.apply(normed, count: rows, into: &logits)
     return Tensor(shape: [rows, v], data: logits)
   }
 }

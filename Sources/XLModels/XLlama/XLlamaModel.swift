@@ -12,10 +12,10 @@ import XLTensors
 /// `MLSTMMixer`/`Student` of the reference xllama_ref.py built on NX-AI's xlstm 2.0.6.
 public final class XLlamaModel: LanguageModel, @unchecked Sendable {
   public let configuration: ModelConfiguration
-  let embedding: [Float]  // (V, D)
+  let embedding: WeightMatrix  // (V, D)
   let layers: [XLlamaLayerWeights]
   let finalNorm: [Float]  // (D)
-  let outputProjection: [Float]  // (V, D)
+  let outputProjection: WeightMatrix  // (V, D)
 
   /// The student has a fixed-size state, so its sessions have no context limit.
   public var contextLimit: Int? { nil }
@@ -27,9 +27,9 @@ public final class XLlamaModel: LanguageModel, @unchecked Sendable {
     try c.validate(source: source)
     self.configuration = c
     let reader = WeightReader(provider: provider, source: source)
-    embedding = try reader.read(XLlamaParameterNames.embedding, shape: [c.vocabularySize, c.hiddenSize])
+    embedding = try reader.readMatrix(XLlamaParameterNames.embedding, shape: [c.vocabularySize, c.hiddenSize])
     finalNorm = try reader.read(XLlamaParameterNames.finalNorm, shape: [c.hiddenSize])
-    outputProjection = try reader.read(XLlamaParameterNames.outputProjection, shape: [c.vocabularySize, c.hiddenSize])
+    outputProjection = try reader.readMatrix(XLlamaParameterNames.outputProjection, shape: [c.vocabularySize, c.hiddenSize])
     layers = try (0..<c.layerCount).map { try XLlamaLayerWeights(reader: reader, layer: $0, configuration: c) }
   }
 
@@ -87,11 +87,10 @@ public final class XLlamaSession: ModelSession {
     let s = tokens.count
     let d = c.hiddenSize
     var hidden = [Float](repeating: 0, count: s * d)
-    model.embedding.withUnsafeBufferPointer { table in
-      for (row, token) in tokens.enumerated() {
-        for j in 0..<d { hidden[row * d + j] = table[token * d + j] }
-      }
+    hidden.withUnsafeMutableBufferPointer { h in
+      for (row, token) in tokens.enumerated() { model.embedding.row(token, into: h.baseAddress! + row * d) }
     }
+    buffers.prepare(rows: s, configuration: c)
     for layer in 0..<c.layerCount {
       forwardLayer(layer, hidden: &hidden, count: s)
     }
@@ -100,6 +99,10 @@ public final class XLlamaSession: ModelSession {
       hidden: hidden, rows: s, selection: selection, norm: model.finalNorm,
       eps: c.rmsNormEps, outputProjection: model.outputProjection, vocabularySize: c.vocabularySize)
   }
+
+  /// Work arrays of one forward pass, kept between calls so that decoding allocates nothing
+  /// per layer; sized for `rows` tokens.
+  private let buffers = LayerBuffers()
 
   // hidden: (S, D), updated in place.
   private func forwardLayer(_ index: Int, hidden: inout [Float], count s: Int) {
@@ -110,61 +113,123 @@ public final class XLlamaSession: ModelSession {
     let dh = c.headDim
     let queryWidth = nh * dh
     let keyWidth = c.keyValueHeadCount * dh
-    let projected = 2 * queryWidth + 2 * keyWidth + 2 * nh
+    let projected = weights.mixerInput.rows
 
-    var normed = [Float](repeating: 0, count: s * d)
-    Kernels.rmsNorm(hidden, rows: s, dim: d, weight: weights.inputNorm, eps: c.rmsNormEps, into: &normed)
-    var fused = [Float](repeating: 0, count: s * projected)
-    BLAS.linear(normed, rows: s, inFeatures: d, weight: weights.mixerInput, outFeatures: projected, into: &fused)
+    Kernels.rmsNorm(hidden, rows: s, dim: d, weight: weights.inputNorm, eps: c.rmsNormEps, into: &buffers.normed)
+    weights.mixerInput.apply(buffers.normed, count: s, into: &buffers.fused)
 
-    let inputs = MixerInputs(fused: fused, rows: s, configuration: c, gateBiases: weights.gateBiases)
-    let cellOutput: Tensor
+    // Cell output h in the (S, NH·DH) layout: for S = 1 that is also (NH, S, DH).
     if s == 1 {
-      cellOutput = MLSTMCell.recurrentStep(
-        q: inputs.queries, k: inputs.keys, v: inputs.values, i: inputs.inputGates, f: inputs.forgetGates,
-        state: &states[index])
+      recurrentStep(layer: index, gateBiases: weights.gateBiases)
     } else {
-      cellOutput = MLSTMCell.chunkwise(
+      let inputs = MixerInputs(fused: buffers.fused, rows: s, configuration: c, gateBiases: weights.gateBiases)
+      let cellOutput = MLSTMCell.chunkwise(
         q: inputs.queries, k: inputs.keys, v: inputs.values, i: inputs.inputGates, f: inputs.forgetGates,
         state: &states[index], chunkSize: c.chunkSize)
-    }
-
-    // Per-head LayerNorm, output gate, (S, NH·DH) layout for out_proj.
-    var gated = [Float](repeating: 0, count: s * queryWidth)
-    let outputGateOffset = queryWidth + 2 * keyWidth
-    cellOutput.data.withUnsafeBufferPointer { h in
+      // (NH, S, DH) → (S, NH·DH)
       for head in 0..<nh {
         for row in 0..<s {
-          let source = h.baseAddress! + (head * s + row) * dh
-          var mean: Float = 0
-          for j in 0..<dh { mean += source[j] }
-          mean /= Float(dh)
-          var variance: Float = 0
-          for j in 0..<dh { variance += (source[j] - mean) * (source[j] - mean) }
-          let inverse = 1 / (variance / Float(dh) + c.rmsNormEps).squareRoot()
-          for j in 0..<dh {
-            let column = head * dh + j
-            let gate = fused[row * projected + outputGateOffset + column]
-            let sigmoid = 1 / (1 + exp(-gate))
-            gated[row * queryWidth + column] = (source[j] - mean) * inverse * weights.headNorm[column] * sigmoid
+          for j in 0..<dh { buffers.cell[row * queryWidth + head * dh + j] = cellOutput.data[(head * s + row) * dh + j] }
+        }
+      }
+    }
+
+    // Per-head LayerNorm and output gate, then out_proj.
+    let outputGateOffset = queryWidth + 2 * keyWidth
+    buffers.cell.withUnsafeBufferPointer { h in
+      buffers.fused.withUnsafeBufferPointer { fused in
+        buffers.gated.withUnsafeMutableBufferPointer { gated in
+          for row in 0..<s {
+            for head in 0..<nh {
+              let source = h.baseAddress! + row * queryWidth + head * dh
+              var mean: Float = 0
+              for j in 0..<dh { mean += source[j] }
+              mean /= Float(dh)
+              var variance: Float = 0
+              for j in 0..<dh { variance += (source[j] - mean) * (source[j] - mean) }
+              let inverse = 1 / (variance / Float(dh) + c.rmsNormEps).squareRoot()
+              for j in 0..<dh {
+                let column = head * dh + j
+                let gate = fused[row * projected + outputGateOffset + column]
+                let sigmoid = 1 / (1 + exp(-gate))
+                gated[row * queryWidth + column] = (source[j] - mean) * inverse * weights.headNorm[column] * sigmoid
+              }
+            }
           }
         }
       }
     }
-    BLAS.linear(gated, rows: s, inFeatures: queryWidth, weight: weights.outputProjection, outFeatures: d, into: &hidden, accumulate: true)
+    weights.outputProjection.apply(buffers.gated, count: s, into: &hidden, accumulate: true)
 
-    Kernels.rmsNorm(hidden, rows: s, dim: d, weight: weights.postAttentionNorm, eps: c.rmsNormEps, into: &normed)
+    Kernels.rmsNorm(hidden, rows: s, dim: d, weight: weights.postAttentionNorm, eps: c.rmsNormEps, into: &buffers.normed)
     let width = c.intermediateSize
-    var gateAndUp = [Float](repeating: 0, count: s * 2 * width)
-    BLAS.linear(normed, rows: s, inFeatures: d, weight: weights.mlpInput, outFeatures: 2 * width, into: &gateAndUp)
-    var activated = [Float](repeating: 0, count: s * width)
-    for row in 0..<s {
-      for j in 0..<width {
-        let g = gateAndUp[row * 2 * width + j]
-        activated[row * width + j] = g / (1 + exp(-g)) * gateAndUp[row * 2 * width + width + j]
+    weights.mlpInput.apply(buffers.normed, count: s, into: &buffers.gateAndUp)
+    buffers.gateAndUp.withUnsafeBufferPointer { gateAndUp in
+      buffers.activated.withUnsafeMutableBufferPointer { activated in
+        for row in 0..<s {
+          for j in 0..<width {
+            let g = gateAndUp[row * 2 * width + j]
+            activated[row * width + j] = g / (1 + exp(-g)) * gateAndUp[row * 2 * width + width + j]
+          }
+        }
       }
     }
-    BLAS.linear(activated, rows: s, inFeatures: width, weight: weights.downProjection, outFeatures: d, into: &hidden, accumulate: true)
+    weights.downProjection.apply(buffers.activated, count: s, into: &hidden, accumulate: true)
+  }
+
+  /// One token's mLSTM step read straight from the fused projection (S = 1), without the
+  /// `MixerInputs` copies: query head h reads key/value head h / (NH / NKV); gates are
+  /// soft-capped as in `MixerInputs`. Writes h (NH·DH) to `buffers.cell`.
+  private func recurrentStep(layer index: Int, gateBiases: [Float]) {
+    let c = model.configuration
+    let nh = c.headCount
+    let dh = c.headDim
+    let queryWidth = nh * dh
+    let keyWidth = c.keyValueHeadCount * dh
+    let gateOffset = 2 * queryWidth + 2 * keyWidth
+    let cap = c.gateSoftCap
+    let group = c.groupSize
+    states[index].withMutableBuffers { cState, nState, mState in
+      buffers.fused.withUnsafeBufferPointer { fusedBuffer in
+        buffers.cell.withUnsafeMutableBufferPointer { h in
+          let fused = fusedBuffer.baseAddress!
+          for head in 0..<nh {
+            let keys = fused + queryWidth + (head / group) * dh
+            let inputGate = cap * tanh((fused[gateOffset + head] + gateBiases[head]) / cap)
+            let forgetGate = cap * tanh((fused[gateOffset + nh + head] + gateBiases[nh + head]) / cap)
+            MLSTMCell.stepHead(
+              q: fused + head * dh, k: keys, v: keys + keyWidth, i: inputGate, f: forgetGate,
+              c: cState + head * dh * dh, n: nState + head * dh, m: mState + head,
+              keyDim: dh, valueDim: dh, h: h.baseAddress! + head * dh)
+          }
+        }
+      }
+    }
+  }
+}
+
+/// The work arrays of `XLlamaSession`'s forward pass for S rows. A class, so that one array
+/// can be read while another is written without overlapping accesses to one property.
+private final class LayerBuffers {
+  var rows = -1
+  var normed: [Float] = []  // (S, D)
+  var fused: [Float] = []  // (S, P)
+  var cell: [Float] = []  // (S, NH·DH)
+  var gated: [Float] = []  // (S, NH·DH)
+  var gateAndUp: [Float] = []  // (S, 2·I)
+  var activated: [Float] = []  // (S, I)
+
+  func prepare(rows s: Int, configuration c: ModelConfiguration) {
+    if s == rows { return }
+    rows = s
+    let queryWidth = c.headCount * c.headDim
+    let projected = 2 * queryWidth + 2 * c.keyValueHeadCount * c.headDim + 2 * c.headCount
+    normed = [Float](repeating: 0, count: s * c.hiddenSize)
+    fused = [Float](repeating: 0, count: s * projected)
+    cell = [Float](repeating: 0, count: s * queryWidth)
+    gated = cell
+    gateAndUp = [Float](repeating: 0, count: s * 2 * c.intermediateSize)
+    activated = [Float](repeating: 0, count: s * c.intermediateSize)
   }
 }
 
@@ -227,7 +292,7 @@ extension XLlamaModel {
     var normed = [Float](repeating: 0, count: s * d)
     Kernels.rmsNorm(hidden.data, rows: s, dim: d, weight: weights.inputNorm, eps: c.rmsNormEps, into: &normed)
     var fused = [Float](repeating: 0, count: s * projected)
-    BLAS.linear(normed, rows: s, inFeatures: d, weight: weights.mixerInput, outFeatures: projected, into: &fused)
+    weights.mixerInput.apply(normed, count: s, into: &fused)
     let inputs = MixerInputs(fused: fused, rows: s, configuration: c, gateBiases: weights.gateBiases)
     return MLSTMCell.mixingMatrix(q: inputs.queries, k: inputs.keys, i: inputs.inputGates, f: inputs.forgetGates)
   }

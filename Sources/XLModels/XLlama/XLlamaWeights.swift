@@ -43,20 +43,21 @@ public enum XLlamaParameterNames {
 }
 
 /// One student layer's weights, with the projections that read the same input fused into one
-/// matrix so that prefill runs one product and decode streams the weights once.
+/// matrix so that prefill runs one product and decode streams the weights once. Matrices keep
+/// the checkpoint's precision (bfloat16 or float32); vectors are float32.
 struct XLlamaLayerWeights {
   let inputNorm: [Float]  // (D)
   /// Rows: q (NH·DH), k (NKV·DH), v (NKV·DH), output gate (NH·DH), input gate (NH),
   /// forget gate (NH); shape (P, D).
-  let mixerInput: [Float]
+  let mixerInput: WeightMatrix
   /// Input and forget gate biases, (2·NH).
   let gateBiases: [Float]
   let headNorm: [Float]  // (NH·DH)
-  let outputProjection: [Float]  // (D, NH·DH)
+  let outputProjection: WeightMatrix  // (D, NH·DH)
   let postAttentionNorm: [Float]  // (D)
   /// Rows: gate (I) then up (I); shape (2·I, D).
-  let mlpInput: [Float]
-  let downProjection: [Float]  // (D, I)
+  let mlpInput: WeightMatrix
+  let downProjection: WeightMatrix  // (D, I)
 
   init(reader: WeightReader, layer: Int, configuration c: ModelConfiguration) throws {
     let p = XLlamaParameterNames.layer(layer)
@@ -64,22 +65,24 @@ struct XLlamaLayerWeights {
     let queryWidth = c.headCount * c.headDim
     let keyWidth = c.keyValueHeadCount * c.headDim
     inputNorm = try reader.read(p + "input_layernorm.weight", shape: [d])
-    mixerInput =
-      try reader.read(p + "self_attn.q.weight", shape: [queryWidth, d])
-      + reader.read(p + "self_attn.k.weight", shape: [keyWidth, d])
-      + reader.read(p + "self_attn.v.weight", shape: [keyWidth, d])
-      + reader.read(p + "self_attn.ogate_preact.weight", shape: [queryWidth, d])
-      + reader.read(p + "self_attn.igate_preact.weight", shape: [c.headCount, d])
-      + reader.read(p + "self_attn.fgate_preact.weight", shape: [c.headCount, d])
+    mixerInput = WeightMatrix.stacking([
+      try reader.readMatrix(p + "self_attn.q.weight", shape: [queryWidth, d]),
+      try reader.readMatrix(p + "self_attn.k.weight", shape: [keyWidth, d]),
+      try reader.readMatrix(p + "self_attn.v.weight", shape: [keyWidth, d]),
+      try reader.readMatrix(p + "self_attn.ogate_preact.weight", shape: [queryWidth, d]),
+      try reader.readMatrix(p + "self_attn.igate_preact.weight", shape: [c.headCount, d]),
+      try reader.readMatrix(p + "self_attn.fgate_preact.weight", shape: [c.headCount, d]),
+    ])
     gateBiases =
       try reader.read(p + "self_attn.igate_preact.bias", shape: [c.headCount])
       + reader.read(p + "self_attn.fgate_preact.bias", shape: [c.headCount])
     headNorm = try reader.read(p + "self_attn.multihead_norm.weight", shape: [queryWidth])
-    outputProjection = try reader.read(p + "self_attn.out_proj.weight", shape: [d, queryWidth])
+    outputProjection = try reader.readMatrix(p + "self_attn.out_proj.weight", shape: [d, queryWidth])
     postAttentionNorm = try reader.read(p + "post_attention_layernorm.weight", shape: [d])
-    mlpInput =
-      try reader.read(p + "mlp.gate_proj.weight", shape: [c.intermediateSize, d])
-      + reader.read(p + "mlp.up_proj.weight", shape: [c.intermediateSize, d])
-    downProjection = try reader.read(p + "mlp.down_proj.weight", shape: [d, c.intermediateSize])
+    mlpInput = WeightMatrix.stacking([
+      try reader.readMatrix(p + "mlp.gate_proj.weight", shape: [c.intermediateSize, d]),
+      try reader.readMatrix(p + "mlp.up_proj.weight", shape: [c.intermediateSize, d]),
+    ])
+    downProjection = try reader.readMatrix(p + "mlp.down_proj.weight", shape: [d, c.intermediateSize])
   }
 }

@@ -1,0 +1,61 @@
+import Foundation
+import XLlama
+
+/// `bench --kernels`: single-token products of the model shapes with every kernel, each over
+/// enough distinct matrices (about 128 MB of float32) that the weights stream from memory as
+/// in decode. Prints processor microseconds per product (all threads together, so that other
+/// processes competing for the cores do not count; with one thread this is the product's own
+/// cost) and the bandwidth that cost would reach.
+enum KernelBench {
+  static let shapes: [(name: String, rows: Int, columns: Int)] = [
+    ("k/v 192x576", 192, 576), ("q/o 576x576", 576, 576), ("student mixer 1554x576", 1554, 576),
+    ("gate/up 1536x576", 1536, 576), ("student gate+up 3072x576", 3072, 576),
+    ("down 576x1536", 576, 1536), ("lm_head 49152x576", 49152, 576),
+  ]
+
+  static func run() {
+    var random = SplitMix64(seed: 3)
+    for shape in shapes {
+      let elements = shape.rows * shape.columns
+      let copies = max(1, (128 << 20) / (4 * elements))
+      let f32 = (0..<copies).map { _ in
+        WeightMatrix(rows: shape.rows, columns: shape.columns, float32: (0..<elements).map { _ in Float(random.next() % 1000) / 1000 - 0.5 })
+      }
+      let bf16 = f32.map { m in
+        WeightMatrix(rows: m.rows, columns: m.columns, bfloat16: m.floatValues().map { UInt16($0.bitPattern >> 16) })
+      }
+      let x = (0..<shape.columns).map { Float($0 % 7) / 7 }
+      var y = [Float](repeating: 0, count: shape.rows)
+      func time(_ matrices: [WeightMatrix]) -> Double {
+        var best = Double.infinity
+        for _ in 0..<4 {
+          let start = processorSeconds()
+          x.withUnsafeBufferPointer { xb in
+            y.withUnsafeMutableBufferPointer { yb in
+              for m in matrices { m.matvec(xb.baseAddress!, into: yb.baseAddress!) }
+            }
+          }
+          best = min(best, (processorSeconds() - start) / Double(matrices.count))
+        }
+        return best
+      }
+      var line = shape.name
+      for (label, kernel) in [("f32 sgemv", WeightMatrix.Float32Kernel.blas), ("f32 simd", .simd)] {
+        WeightMatrix.float32Kernel = kernel
+        let seconds = time(f32)
+        line += String(format: "  %@ %.1f us (%.1f GB/s)", label, seconds * 1e6, Double(4 * elements) / seconds / 1e9)
+      }
+      WeightMatrix.float32Kernel = .blas
+      let seconds = time(bf16)
+      line += String(format: "  bf16 %.1f us (%.1f GB/s)", seconds * 1e6, Double(2 * elements) / seconds / 1e9)
+      stderrLine(line)
+    }
+  }
+
+  /// Processor time this process has used, in seconds.
+  static func processorSeconds() -> Double {
+    var spec = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &spec)
+    return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+  }
+}

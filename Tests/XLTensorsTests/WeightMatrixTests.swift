@@ -1,0 +1,129 @@
+import Testing
+@testable import XLTensors
+
+/// The fast products of `WeightMatrix` against its plain-loop reference.
+///
+/// Tolerance: per output element, 1e-5 · Σ|w·x| + 1e-6, a float32 summation-order bound
+/// (the paths add the same products in a different order).
+@Suite("Weight matrix products")
+struct WeightMatrixTests {
+  static let shapes: [(rows: Int, columns: Int)] = [(1, 1), (5, 17), (37, 53), (64, 576), (13, 1536), (513, 517)]
+
+  static func random(_ count: Int, seed: UInt64) -> [Float] {
+    var generator = SplitMix64(seed: seed)
+    return (0..<count).map { _ in generator.nextNormal() }
+  }
+
+  static func bfloat16(_ values: [Float]) -> [UInt16] { values.map(WeightMatrix.bfloat16Bits) }
+
+  /// Checks `fast` (S, out) against the reference for x (S, in) with the bound above.
+  static func expectClose(_ fast: [Float], _ matrix: WeightMatrix, x: [Float], count s: Int, start: [Float]?) {
+    var expected = start ?? [Float](repeating: 0, count: s * matrix.rows)
+    matrix.referenceApply(x, count: s, into: &expected, accumulate: start != nil)
+    let w = matrix.floatValues()
+    var worst: Float = 0
+    for t in 0..<s {
+      for r in 0..<matrix.rows {
+        var magnitude: Float = 0
+        for j in 0..<matrix.columns { magnitude += abs(w[r * matrix.columns + j] * x[t * matrix.columns + j]) }
+        let error = abs(fast[t * matrix.rows + r] - expected[t * matrix.rows + r])
+        worst = max(worst, error / (1e-5 * magnitude + 1e-6))
+      }
+    }
+    #expect(worst <= 1, "error reached \(worst) times the bound for (\(matrix.rows), \(matrix.columns)), S = \(s)")
+  }
+
+  static func matrices(rows: Int, columns: Int, seed: UInt64) -> [WeightMatrix] {
+    let values = random(rows * columns, seed: seed)
+    return [
+      WeightMatrix(rows: rows, columns: columns, float32: values),
+      WeightMatrix(rows: rows, columns: columns, bfloat16: bfloat16(values)),
+    ]
+  }
+
+  @Test("matvec matches the reference, both storages", arguments: 0..<shapes.count)
+  func matvecMatches(shapeIndex: Int) {
+    let (rows, columns) = Self.shapes[shapeIndex]
+    for matrix in Self.matrices(rows: rows, columns: columns, seed: UInt64(shapeIndex)) {
+      let x = Self.random(columns, seed: 100)
+      let start = Self.random(rows, seed: 200)
+      for accumulate in [false, true] {
+        var y = accumulate ? start : [Float](repeating: 9, count: rows)
+        matrix.apply(x, count: 1, into: &y, accumulate: accumulate)
+        Self.expectClose(y, matrix, x: x, count: 1, start: accumulate ? start : nil)
+      }
+    }
+  }
+
+  @Test("hand-written float32 kernel matches the reference", arguments: 0..<shapes.count)
+  func float32KernelMatches(shapeIndex: Int) {
+    let (rows, columns) = Self.shapes[shapeIndex]
+    let values = Self.random(rows * columns, seed: 7)
+    let matrix = WeightMatrix(rows: rows, columns: columns, float32: values)
+    let x = Self.random(columns, seed: 8)
+    var y = [Float](repeating: 0, count: rows)
+    values.withUnsafeBufferPointer { w in
+      x.withUnsafeBufferPointer { xb in
+        y.withUnsafeMutableBufferPointer { yb in
+          WeightMatrix.float32Rows(
+            w.baseAddress!, rows: 0..<rows, columns: columns, x: xb.baseAddress!, y: yb.baseAddress!, accumulate: false)
+        }
+      }
+    }
+    Self.expectClose(y, matrix, x: x, count: 1, start: nil)
+  }
+
+  @Test("matmul matches the reference, both storages", arguments: [2, 3, 4, 9])
+  func matmulMatches(rowsOfX s: Int) {
+    for (index, shape) in Self.shapes.enumerated() where shape.rows * shape.columns < 100_000 {
+      for matrix in Self.matrices(rows: shape.rows, columns: shape.columns, seed: UInt64(index) + 50) {
+        let x = Self.random(s * shape.columns, seed: 300)
+        let start = Self.random(s * shape.rows, seed: 400)
+        for accumulate in [false, true] {
+          var y = accumulate ? start : [Float](repeating: 0, count: s * shape.rows)
+          matrix.apply(x, count: s, into: &y, accumulate: accumulate)
+          Self.expectClose(y, matrix, x: x, count: s, start: accumulate ? start : nil)
+        }
+      }
+    }
+  }
+
+  @Test("bfloat16 matmul spans several conversion blocks")
+  func bfloat16MatmulBlocks() {
+    // 1100 rows of 300 columns: blocks of 873 rows, so the second block is partial.
+    let (rows, columns, s) = (1100, 300, 6)
+    let matrix = WeightMatrix(rows: rows, columns: columns, bfloat16: Self.bfloat16(Self.random(rows * columns, seed: 9)))
+    let x = Self.random(s * columns, seed: 10)
+    var y = [Float](repeating: 0, count: s * rows)
+    matrix.matmul(x, count: s, into: &y)
+    Self.expectClose(y, matrix, x: x, count: s, start: nil)
+  }
+
+  @Test("bfloat16 rounding is to nearest even")
+  func bfloat16Rounding() {
+    #expect(WeightMatrix.bfloat16Bits(1) == 0x3F80)
+    #expect(WeightMatrix.bfloat16Bits(-2) == 0xC000)
+    // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1).
+    #expect(WeightMatrix.bfloat16Bits(1 + 0x1p-8) == 0x3F80)
+    // 1 + 3·2^-8 lies halfway between 1 + 2^-7 and 1 + 2^-6: ties go to 1 + 2^-6.
+    #expect(WeightMatrix.bfloat16Bits(1 + 3 * 0x1p-8) == 0x3F82)
+    #expect(WeightMatrix.bfloat16Bits(1 + 0x1p-7 + 0x1p-10) == 0x3F81)
+    #expect(Float(bitPattern: UInt32(WeightMatrix.bfloat16Bits(.nan)) << 16).isNaN)
+  }
+
+  @Test("rows, stacking and widening keep the elements")
+  func rowsAndStacking() {
+    let a = WeightMatrix(rows: 2, columns: 3, bfloat16: Self.bfloat16([1, 2, 3, 4, 5, 6]))
+    let b = WeightMatrix(rows: 1, columns: 3, bfloat16: Self.bfloat16([-1, -2, -3]))
+    let stacked = WeightMatrix.stacking([a, b])
+    #expect(stacked.isBFloat16 && stacked.rows == 3)
+    #expect(stacked.floatValues() == [1, 2, 3, 4, 5, 6, -1, -2, -3])
+    let mixed = WeightMatrix.stacking([a, WeightMatrix(rows: 1, columns: 3, float32: [0.5, 0, 0])])
+    #expect(!mixed.isBFloat16)
+    #expect(mixed.floatValues() == [1, 2, 3, 4, 5, 6, 0.5, 0, 0])
+    var row = [Float](repeating: 0, count: 3)
+    row.withUnsafeMutableBufferPointer { stacked.row(2, into: $0.baseAddress!) }
+    #expect(row == [-1, -2, -3])
+    #expect(stacked.byteCount == 18)
+  }
+}
