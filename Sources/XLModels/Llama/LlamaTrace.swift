@@ -41,8 +41,8 @@ extension LlamaModel {
     let d = c.hiddenSize
     let tokens = rows * length
     var hidden = [Float](repeating: 0, count: tokens * d)
-    for (row, id) in ids.enumerated() {
-      hidden.replaceSubrange((row * d)..<((row + 1) * d), with: embedding[(id * d)..<((id + 1) * d)])
+    hidden.withUnsafeMutableBufferPointer { buffer in
+      for (row, id) in ids.enumerated() { embedding.row(id, into: buffer.baseAddress! + row * d) }
     }
 
     var states = [Tensor(shape: [rows, length, d], data: hidden)]
@@ -77,9 +77,9 @@ extension LlamaModel {
     var queries = [Float](repeating: 0, count: tokens * queryWidth)
     var keys = [Float](repeating: 0, count: tokens * keyWidth)
     var values = [Float](repeating: 0, count: tokens * keyWidth)
-    BLAS.linear(normed, rows: tokens, inFeatures: d, weight: weights.queryProjection, outFeatures: queryWidth, into: &queries)
-    BLAS.linear(normed, rows: tokens, inFeatures: d, weight: weights.keyProjection, outFeatures: keyWidth, into: &keys)
-    BLAS.linear(normed, rows: tokens, inFeatures: d, weight: weights.valueProjection, outFeatures: keyWidth, into: &values)
+    weights.queryProjection.apply(normed, count: tokens, into: &queries)
+    weights.keyProjection.apply(normed, count: tokens, into: &keys)
+    weights.valueProjection.apply(normed, count: tokens, into: &values)
     queries.withUnsafeMutableBufferPointer { q in
       keys.withUnsafeMutableBufferPointer { k in
         for token in 0..<tokens {
@@ -123,15 +123,15 @@ extension LlamaModel {
       }
     }}}}}
 
-    BLAS.linear(attended, rows: tokens, inFeatures: queryWidth, weight: weights.outputProjection, outFeatures: d, into: &hidden, accumulate: true)
+    weights.outputProjection.apply(attended, count: tokens, into: &hidden, accumulate: true)
     Kernels.rmsNorm(hidden, rows: tokens, dim: d, weight: weights.postAttentionNorm, eps: c.rmsNormEps, into: &normed)
     let width = c.intermediateSize
     var gate = [Float](repeating: 0, count: tokens * width)
     var up = [Float](repeating: 0, count: tokens * width)
-    BLAS.linear(normed, rows: tokens, inFeatures: d, weight: weights.gateProjection, outFeatures: width, into: &gate)
-    BLAS.linear(normed, rows: tokens, inFeatures: d, weight: weights.upProjection, outFeatures: width, into: &up)
+    weights.gateProjection.apply(normed, count: tokens, into: &gate)
+    weights.upProjection.apply(normed, count: tokens, into: &up)
     Kernels.siluMultiply(gate: &gate, up: up, count: tokens * width)
-    BLAS.linear(gate, rows: tokens, inFeatures: width, weight: weights.downProjection, outFeatures: d, into: &hidden, accumulate: true)
+    weights.downProjection.apply(gate, count: tokens, into: &hidden, accumulate: true)
     return keepAttention ? Tensor(shape: [rows, nh, s, s], data: map) : Tensor(zeros: [0])
   }
 }
