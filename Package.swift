@@ -25,9 +25,10 @@ let package = Package(
       name: "CBLAS",
       path: "Sources/CBLAS",
       providers: [.apt(["libopenblas-dev"])]),
+    .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
     .target(
       name: "XLTensors",
-      dependencies: [.target(name: "CBLAS", condition: .when(platforms: [.linux]))],
+      dependencies: ["CKernels", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
       swiftSettings: optimized,
       linkerSettings: blasSettings),
     .target(name: "XLFormats", dependencies: ["XLTensors"], swiftSettings: optimized),

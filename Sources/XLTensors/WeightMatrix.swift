@@ -3,6 +3,7 @@ import Accelerate
 #else
 import CBLAS
 #endif
+import CKernels
 import Dispatch
 
 /// A model weight of shape (out, in) in PyTorch's `nn.Linear` layout, stored as float32 or as
@@ -32,6 +33,13 @@ public struct WeightMatrix: @unchecked Sendable {
   /// The float32 kernel `matvec` runs. `.blas` is the default because it measured faster;
   /// `bench --kernels` switches it to compare.
   nonisolated(unsafe) public static var float32Kernel = Float32Kernel.blas
+
+  /// The bfloat16 matrix-vector kernels: the C loop of `CKernels` (AVX-512 where the
+  /// processor has it, portable C otherwise) or the Swift SIMD loop, which the compiler emits
+  /// for baseline x86-64 (SSE2) only.
+  public enum BFloat16Kernel: Sendable { case c, swift }
+  /// The bfloat16 kernel `matvec` runs; `bench --kernels` switches it to compare.
+  nonisolated(unsafe) public static var bfloat16Kernel = BFloat16Kernel.c
 
   public init(rows: Int, columns: Int, float32 values: [Float]) {
     precondition(rows >= 0 && columns >= 0 && values.count == rows * columns,
@@ -170,9 +178,15 @@ public struct WeightMatrix: @unchecked Sendable {
           let (rows, columns) = (self.rows, self.columns)
           let shared = SharedPointers(w: base, x: x, even: even, odd: odd, y: y)
           Self.splitRows(rows, parts: Self.partCount(elements: rows * columns, rows: rows)) { range in
-            Self.bfloat16Rows(
-              shared.w, rows: range, columns: columns, x: shared.x, even: shared.even, odd: shared.odd,
-              y: shared.y, accumulate: accumulate)
+            if Self.bfloat16Kernel == .c {
+              xl_bf16_matvec_rows(
+                shared.w, range.lowerBound, range.upperBound, columns, shared.x, shared.even, shared.odd,
+                shared.y, accumulate ? 1 : 0)
+            } else {
+              Self.bfloat16Rows(
+                shared.w, rows: range, columns: columns, x: shared.x, even: shared.even, odd: shared.odd,
+                y: shared.y, accumulate: accumulate)
+            }
           }
         }
       }

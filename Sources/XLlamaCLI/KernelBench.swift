@@ -46,8 +46,12 @@ enum KernelBench {
         line += String(format: "  %@ %.1f us (%.1f GB/s)", label, seconds * 1e6, Double(4 * elements) / seconds / 1e9)
       }
       WeightMatrix.float32Kernel = .blas
-      let seconds = time(bf16)
-      line += String(format: "  bf16 %.1f us (%.1f GB/s)", seconds * 1e6, Double(2 * elements) / seconds / 1e9)
+      for (label, kernel) in [("bf16 c", WeightMatrix.BFloat16Kernel.c), ("bf16 swift", .swift)] {
+        WeightMatrix.bfloat16Kernel = kernel
+        let seconds = time(bf16)
+        line += String(format: "  %@ %.1f us (%.1f GB/s)", label, seconds * 1e6, Double(2 * elements) / seconds / 1e9)
+      }
+      WeightMatrix.bfloat16Kernel = .c
       stderrLine(line)
     }
   }

@@ -73,6 +73,25 @@ struct WeightMatrixTests {
     Self.expectClose(y, matrix, x: x, count: 1, start: nil)
   }
 
+  @Test("Swift bfloat16 kernel matches the reference", arguments: 0..<shapes.count)
+  func swiftBFloat16KernelMatches(shapeIndex: Int) {
+    let (rows, columns) = Self.shapes[shapeIndex]
+    let bits = Self.bfloat16(Self.random(rows * columns, seed: 17))
+    let matrix = WeightMatrix(rows: rows, columns: columns, bfloat16: bits)
+    let x = Self.random(columns, seed: 18)
+    let even = stride(from: 0, to: columns - 1, by: 2).map { x[$0] }
+    let odd = stride(from: 1, to: columns, by: 2).map { x[$0] }
+    var y = [Float](repeating: 0, count: rows)
+    bits.withUnsafeBufferPointer { w in
+      y.withUnsafeMutableBufferPointer { yb in
+        WeightMatrix.bfloat16Rows(
+          w.baseAddress!, rows: 0..<rows, columns: columns, x: x, even: even + [0], odd: odd + [0],
+          y: yb.baseAddress!, accumulate: false)
+      }
+    }
+    Self.expectClose(y, matrix, x: x, count: 1, start: nil)
+  }
+
   @Test("matmul matches the reference, both storages", arguments: [2, 3, 4, 9])
   func matmulMatches(rowsOfX s: Int) {
     for (index, shape) in Self.shapes.enumerated() where shape.rows * shape.columns < 100_000 {
