@@ -20,6 +20,7 @@ enum BenchCommand: Command {
     try applyThreads(options)
     if options.flag("--kernels") {
       KernelBench.run()
+      KernelBench.runGEMM()
       return
     }
     let promptTokens = try options.integer("--prompt-tokens", default: 512, range: 1...1_000_000)

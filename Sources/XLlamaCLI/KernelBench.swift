@@ -56,6 +56,33 @@ enum KernelBench {
     }
   }
 
+  /// Wall-clock GFLOP/s of OpenBLAS sgemm at the prefill shapes of SmolLM2-135M (512 tokens),
+  /// the ceiling that prefill's matrix products can reach with the threads set.
+  static func runGEMM() {
+    var random = SplitMix64(seed: 5)
+    let tokens = 512
+    var totalFlops = 0.0
+    var totalSeconds = 0.0
+    for (name, outFeatures, inFeatures) in [
+      ("k/v", 192, 576), ("q/o", 576, 576), ("gate/up", 1536, 576), ("down", 576, 1536),
+    ] {
+      let x = (0..<(tokens * inFeatures)).map { _ in Float(random.next() % 1000) / 1000 - 0.5 }
+      let w = (0..<(outFeatures * inFeatures)).map { _ in Float(random.next() % 1000) / 1000 - 0.5 }
+      var y = [Float](repeating: 0, count: tokens * outFeatures)
+      var best = Double.infinity
+      for _ in 0..<20 {
+        let start = Date()
+        BLAS.linear(x, rows: tokens, inFeatures: inFeatures, weight: w, outFeatures: outFeatures, into: &y)
+        best = min(best, Date().timeIntervalSince(start))
+      }
+      let flops = 2.0 * Double(tokens * inFeatures * outFeatures)
+      totalFlops += flops
+      totalSeconds += best
+      stderrLine(String(format: "sgemm %@ 512x%dx%d: %.1f GFLOP/s", name, inFeatures, outFeatures, flops / best / 1e9))
+    }
+    stderrLine(String(format: "sgemm over these shapes: %.1f GFLOP/s", totalFlops / totalSeconds / 1e9))
+  }
+
   /// Processor time this process has used, in seconds.
   static func processorSeconds() -> Double {
     var spec = timespec()
