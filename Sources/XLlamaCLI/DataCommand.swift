@@ -5,7 +5,7 @@ enum DataCommand: Command {
   static let name = "data"
   static let subcommand: String? = "prepare"
   static let summary = "Tokenize .txt and .jsonl files into training and validation shards."
-  static let usage = "prepare --model PATH --input FILES --out DIR [--field NAME] [--validation F] [--seed N] [--split-paragraphs] [--latin1]"
+  static let usage = "prepare --model PATH --input FILES --out DIR [--field NAME] [--validation F] [--seed N] [--split-paragraphs] [--latin1] [--shard-tokens N] [--force]"
   static let options: [OptionSpec] = [
     modelOption,
     OptionSpec(name: "--input", valueName: "FILES", help: "comma-separated files and folders (a folder gives its *.txt and *.jsonl)"),

@@ -12,7 +12,8 @@ let samplingOptions: [OptionSpec] = [
   OptionSpec(name: "--seed", valueName: "S", help: "seed of the random draws", defaultDescription: "0"),
 ]
 
-func generationOptions(_ options: ParsedOptions, loaded: LoadedModel, defaultMaxTokens: Int = 128) throws -> GenerationOptions {
+/// The sampling options, checked before any model loads.
+func samplingParameters(_ options: ParsedOptions) throws -> SamplingParameters {
   guard let seed = UInt64(options.string("--seed") ?? "0") else {
     throw CommandLineError.invalidValue(option: "--seed", value: options.string("--seed") ?? "", expected: "a non-negative integer")
   }
@@ -23,8 +24,19 @@ func generationOptions(_ options: ParsedOptions, loaded: LoadedModel, defaultMax
     minP: try options.float("--min-p", default: 0),
     repetitionPenalty: try options.float("--repetition-penalty", default: 1),
     seed: seed)
-  try sampling.validate()
-  return GenerationOptions(
+  do {
+    try sampling.validate()
+  } catch GenerationError.invalidParameter(let name, let value, let expected) {
+    throw CommandLineError.invalidValue(option: "--" + name, value: value, expected: expected)
+  }
+  _ = try options.integer("--max-tokens", default: 128, range: 1...1_000_000)
+  return sampling
+}
+
+func generationOptions(
+  _ options: ParsedOptions, sampling: SamplingParameters, loaded: LoadedModel, defaultMaxTokens: Int = 128
+) throws -> GenerationOptions {
+  GenerationOptions(
     sampling: sampling,
     maxTokens: try options.integer("--max-tokens", default: defaultMaxTokens, range: 1...1_000_000),
     stopTokenIDs: loaded.stopTokenIDs)
@@ -55,39 +67,54 @@ enum GenerateCommand: Command {
   static func run(_ options: ParsedOptions) throws {
     try applyThreads(options)
     let prompt = try options.required("--prompt")
+    let sampling = try samplingParameters(options)
+    if options.string("--system") != nil && !options.flag("--chat") {
+      throw CommandLineError.conflicting("--system applies to --chat; add --chat or drop --system")
+    }
     let loaded = try loadModel(options)
-    let generation = try generationOptions(options, loaded: loaded)
+    let generation = try generationOptions(options, sampling: sampling, loaded: loaded)
+    let saveURL = options.string("--save-state").map { URL(fileURLWithPath: $0) }
+    if let saveURL { try StateFile.checkWritable(to: saveURL, model: loaded.model) }
+    let loadURL = options.string("--load-state").map { URL(fileURLWithPath: $0) }
+    let generator = Generator(model: loaded.model, tokenizer: loaded.tokenizer)
+    let stream: (String) -> Bool = { piece in
+      writeStdout(piece)
+      return true
+    }
 
-    var text = prompt
     if options.flag("--chat") {
-      guard let template = loaded.chatTemplate else {
-        throw CommandLineError.conflicting("--chat: the model at \(loaded.path) has no chat template")
+      var conversation = try Conversation(loaded: loaded, system: options.string("--system"))
+      if let loadURL { try conversation.restore(from: loadURL, system: options.string("--system")) }
+      let newTokens = try conversation.addUserMessage(prompt)
+      let summary = try generator.generate(promptTokens: newTokens, session: conversation.session, options: generation, onText: stream)
+      writeStdout("\n")
+      reportSpeed(summary)
+      conversation.addReply(fedTokens: newTokens, summary: summary)
+      if let saveURL {
+        try conversation.save(to: saveURL)
+        stderrLine("saved the chat (\(conversation.messages.count) messages, \(conversation.fed.count) tokens) to \(saveURL.path)")
       }
-      var messages: [ChatMessage] = []
-      if let system = options.string("--system") { messages.append(ChatMessage(role: "system", content: system)) }
-      messages.append(ChatMessage(role: "user", content: prompt))
-      text = try template.render(messages: messages, addGenerationPrompt: true)
+      return
     }
 
     var session = loaded.model.makeSession()
     var history: [Int] = []
-    if let statePath = options.string("--load-state") {
-      let saved = try StateFile.read(from: URL(fileURLWithPath: statePath), model: loaded.model)
+    if let loadURL {
+      let saved = try StateFile.read(from: loadURL, model: loaded.model)
+      if saved.messages != nil {
+        throw CommandLineError.conflicting("\(loadURL.path) holds a chat; continue it with --chat")
+      }
       session = saved.session
       history = saved.tokens
     }
-    let promptTokens = loaded.tokenizer.encode(text)
-    let generator = Generator(model: loaded.model, tokenizer: loaded.tokenizer)
-    let summary = try generator.generate(promptTokens: promptTokens, session: session, options: generation) { piece in
-      writeStdout(piece)
-      return true
-    }
+    let promptTokens = loaded.tokenizer.encode(prompt)
+    let summary = try generator.generate(promptTokens: promptTokens, session: session, options: generation, onText: stream)
     writeStdout("\n")
     reportSpeed(summary)
-    if let statePath = options.string("--save-state") {
+    if let saveURL {
       let tokens = history + promptTokens + summary.generatedTokens + (summary.stopTokenID.map { [$0] } ?? [])
-      try StateFile.write(session: session, tokens: tokens, to: URL(fileURLWithPath: statePath))
-      stderrLine("saved the state after \(session.tokenCount) tokens to \(statePath)")
+      try StateFile.write(session: session, tokens: tokens, to: saveURL)
+      stderrLine("saved the state after \(session.tokenCount) tokens to \(saveURL.path)")
     }
   }
 }

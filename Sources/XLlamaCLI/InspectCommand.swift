@@ -63,7 +63,7 @@ enum InspectCommand: Command {
 
     print("model:        \(path) (\(format))")
     print("architecture: \(report["architecture"]!)")
-    print("parameters:   \(formatCount(parameterCount(c)))")
+    print("size:         \(formatCount(parameterCount(c)))")
     print("layers \(c.layerCount), width \(c.hiddenSize), MLP \(c.intermediateSize), heads \(c.headCount) (\(c.keyValueHeadCount) key/value) of \(c.headDim), vocabulary \(c.vocabularySize)")
     if c.isStudent {
       print("mLSTM: gate soft cap \(c.gateSoftCap), chunk \(c.chunkSize), eps \(c.cellEps); no context limit")

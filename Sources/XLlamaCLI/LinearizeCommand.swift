@@ -4,7 +4,7 @@ import XLlama
 enum LinearizeCommand: Command {
   static let name = "linearize"
   static let summary = "Build an xLlama student from a Llama teacher and write it as a Hugging Face folder."
-  static let usage = "--teacher PATH --out DIR [--dtype f32|bf16] [--seed N] [--force]"
+  static let usage = "--teacher PATH --out DIR [--dtype f32|bf16|f16] [--seed N] [--force]"
   static let options: [OptionSpec] = [
     OptionSpec(name: "--teacher", valueName: "PATH", help: "a Llama .gguf file or Hugging Face folder"),
     OptionSpec(name: "--out", valueName: "DIR", help: "folder to write the student to"),

@@ -52,7 +52,7 @@ enum ScoreCommand: Command {
   static let options: [OptionSpec] = [
     modelOption,
     OptionSpec(name: "--text", valueName: "TEXT", help: "the text to score"),
-    OptionSpec(name: "--ids", valueName: "JSON", help: "token ids to score, e.g. [504, 3458, 282]"),
+    OptionSpec(name: "--ids", valueName: "JSON", help: "token ids to score, e.g. [504, 3575, 282]"),
     threadsOption,
   ]
 
@@ -73,7 +73,8 @@ enum ScoreCommand: Command {
       throw CommandLineError.conflicting("give either --text or --ids, not both")
     }
     guard ids.count >= 2 else {
-      throw CommandLineError.invalidValue(option: "--text/--ids", value: "\(ids.count) tokens", expected: "at least 2 tokens")
+      throw CommandLineError.conflicting(
+        "the input has \(ids.count) token\(ids.count == 1 ? "" : "s"); scoring needs at least 2, because the first token has no prediction")
     }
     let logits = try loaded.model.makeSession().append(ids, logits: .all)
     let v = loaded.configuration.vocabularySize

@@ -42,6 +42,10 @@ func printError(_ message: String) {
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.count == 2, arguments[0] == "help", let command = commands.first(where: { $0.name == arguments[1] }) {
+  print(helpText(verb: command.name, summary: command.summary, usage: command.usage, specs: command.options))
+  exit(0)
+}
 guard let verb = arguments.first, verb != "--help", verb != "-h", verb != "help" else {
   print(mainHelp())
   exit(arguments.isEmpty ? 2 : 0)

@@ -120,7 +120,8 @@ struct StudentTests {
     let stateURL = folder.appendingPathComponent("state.safetensors")
     try StateFile.write(session: first, tokens: history, to: stateURL)
 
-    let (resumed, tokens) = try StateFile.read(from: stateURL, model: student)
+    let (resumed, tokens, messages) = try StateFile.read(from: stateURL, model: student)
+    #expect(messages == nil)
     #expect(tokens == history)
     #expect(resumed.tokenCount == history.count)
     let fromState = try resumed.append(continuation, logits: .all)
@@ -139,7 +140,7 @@ struct StudentTests {
       }
       return picked
     }
-    let (again, _) = try StateFile.read(from: stateURL, model: student)
+    let (again, _, _) = try StateFile.read(from: stateURL, model: student)
     let restoredLogits = try again.append(continuation, logits: .last).data
     let scratch = student.makeSession()
     let scratchLogits = try scratch.append(history + continuation, logits: .last).data

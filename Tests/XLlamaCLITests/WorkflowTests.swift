@@ -64,6 +64,26 @@ struct WorkflowTests {
     let teacherState = try CLI.run(["generate", "--model", teacher.path, "--prompt", "x", "--max-tokens", "2", "--load-state", state.path])
     #expect(teacherState.status != 0)
     #expect(teacherState.stderr.contains("student"))
+
+    // Saving is checked before generating: nothing reaches stdout.
+    let teacherSave = try CLI.run(["generate", "--model", teacher.path, "--prompt", "x", "--max-tokens", "2", "--save-state", state.path])
+    #expect(teacherSave.status != 0)
+    #expect(teacherSave.stdout.isEmpty)
+    let missingFolder = try CLI.run(["generate", "--model", student.path, "--prompt", "x", "--save-state", "/nonexistent/dir/s.st"])
+    #expect(missingFolder.status != 0)
+    #expect(missingFolder.stdout.isEmpty)
+    #expect(missingFolder.stderr.contains("/nonexistent/dir"))
+
+    // A chat saved by one run continues in the next.
+    let chatState = root.appendingPathComponent("chat.safetensors")
+    let firstTurn = try CLI.run(["chat", "--model", student.path, "--max-tokens", "3", "--save-state", chatState.path], input: "hi\n\n")
+    #expect(firstTurn.status == 0, "\(firstTurn.stderr)")
+    let secondTurn = try CLI.run(["chat", "--model", student.path, "--max-tokens", "3", "--load-state", chatState.path], input: "again\n\n")
+    #expect(secondTurn.status == 0, "\(secondTurn.stderr)")
+    #expect(secondTurn.stderr.contains("continuing a chat of 2 messages"))
+    let plainOnChat = try CLI.run(["generate", "--model", student.path, "--prompt", "x", "--load-state", chatState.path])
+    #expect(plainOnChat.status != 0)
+    #expect(plainOnChat.stderr.contains("--chat"))
   }
 
   @Test("chat reads turns until an empty line")

@@ -55,6 +55,10 @@ public enum ModelLoader {
       throw ModelError.unsupportedModel(path: path, reason: "no such file or folder")
     }
     if isFolder.boolValue { return try openFolder(URL(fileURLWithPath: path)) }
+    if path.hasSuffix(".safetensors") || path.hasSuffix(".json") {
+      throw ModelError.unsupportedModel(
+        path: path, reason: "is one file of a Hugging Face model; pass the folder that contains it and its config.json")
+    }
     return try openGGUF(URL(fileURLWithPath: path))
   }
 
