@@ -15,6 +15,7 @@ missing=()
 for package in libopenblas-dev unzip; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
