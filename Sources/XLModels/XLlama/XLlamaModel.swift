@@ -164,13 +164,12 @@ public final class XLlamaSession: ModelSession {
     Kernels.rmsNorm(hidden, rows: s, dim: d, weight: weights.postAttentionNorm, eps: c.rmsNormEps, into: &buffers.normed)
     let width = c.intermediateSize
     weights.mlpInput.apply(buffers.normed, count: s, into: &buffers.gateAndUp)
-    buffers.gateAndUp.withUnsafeBufferPointer { gateAndUp in
+    buffers.gateAndUp.withUnsafeMutableBufferPointer { gateAndUp in
       buffers.activated.withUnsafeMutableBufferPointer { activated in
         for row in 0..<s {
-          for j in 0..<width {
-            let g = gateAndUp[row * 2 * width + j]
-            activated[row * width + j] = g / (1 + exp(-g)) * gateAndUp[row * 2 * width + width + j]
-          }
+          let gate = gateAndUp.baseAddress! + row * 2 * width
+          Kernels.siluMultiply(gate: gate, up: gate + width, count: width)
+          (activated.baseAddress! + row * width).update(from: gate, count: width)
         }
       }
     }
