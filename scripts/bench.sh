@@ -27,8 +27,9 @@ echo "== teacher (SmolLM2-135M-Instruct, Q4_1 file, float32 in memory)" >&2
 for dtype in f32 bf16; do
   student="runs/bench/student-$dtype"
   [ -d "$student" ] || "$xllama" linearize --teacher "$model" --out "$student" --dtype "$dtype" 2>/dev/null
-  echo "== student ($dtype weights)" >&2
-  "$xllama" bench --model "$student" --prompt-tokens 512 --gen-tokens 128 --depths 0,4096 2>&1 | tee "$out/student-$dtype.txt"
+  echo "== student ($dtype weights); one process per depth, so each peak memory is its own" >&2
+  "$xllama" bench --model "$student" --prompt-tokens 512 --gen-tokens 128 --depths 0 2>&1 | tee "$out/student-$dtype-depth0.txt"
+  "$xllama" bench --model "$student" --prompt-tokens 512 --gen-tokens 128 --depths 4096 2>&1 | tee "$out/student-$dtype-depth4096.txt"
 done
 
 if [ -n "${BENCH_TRAINING:-}" ]; then
