@@ -18,7 +18,7 @@ teacher="$(scripts/fetch-model.sh | tail -n 1)"
 echo "teacher: $teacher" >&2
 
 step "2/8 build xllama (release; a first build takes a few minutes)"
-swift build -c release --product xllama 2>&1 | grep -E "error|Compiling|Build complete" | tail -n 2 >&2
+swift build -c release --product xllama 2>&1 | grep -E "error|Compiling|complete" | tail -n 2 >&2 || true
 xllama=".build/release/xllama"
 work="${XLLAMA_WORK:-runs/demo}"
 tokens="${XLLAMA_DEMO_TOKENS:-16384}"
