@@ -7,7 +7,7 @@ import XLTensors
 /// Bad input gets one clear line on stderr and a non-zero exit, never a crash or a hang.
 @Suite("Command line rejects bad input")
 struct BadInputTests {
-  /// The process ended by exit (not a signal), with a non-zero status and one `error:` line.
+  /// Checks that the process exited (no signal) with a non-zero status and one `error:` line.
   func expectCleanFailure(_ result: CLI.Result, mentioning fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(result.status != 0, sourceLocation: sourceLocation)
     #expect(!result.crashed, "ended by signal \(result.status)", sourceLocation: sourceLocation)

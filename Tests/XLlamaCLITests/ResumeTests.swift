@@ -5,11 +5,7 @@ import Testing
 /// step, as a run that was never interrupted.
 @Suite("Distillation survives SIGKILL")
 struct ResumeTests {
-  struct Losses: Equatable {
-    var values: [String]
-  }
-
-  /// The `stage:step:loss` of every line of a run's metrics.jsonl, as written (bit for bit).
+  /// Reads `stage:step:loss` from every line of a run's metrics.jsonl, as written (bit for bit).
   static func losses(in run: URL) throws -> [String] {
     let text = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
     return try text.split(separator: "\n").map { line in
