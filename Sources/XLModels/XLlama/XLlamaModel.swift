@@ -136,10 +136,14 @@ public final class XLlamaSession: ModelSession {
 
     // Per-head LayerNorm and output gate, then out_proj.
     let outputGateOffset = queryWidth + 2 * keyWidth
+    var gateExponentials = [Float](repeating: 0, count: queryWidth)
     buffers.cell.withUnsafeBufferPointer { h in
       buffers.fused.withUnsafeBufferPointer { fused in
         buffers.gated.withUnsafeMutableBufferPointer { gated in
           for row in 0..<s {
+            // exp(−o) of the row's output-gate pre-activations, for σ(o) = 1 / (1 + exp(−o)).
+            for column in 0..<queryWidth { gateExponentials[column] = -fused[row * projected + outputGateOffset + column] }
+            gateExponentials.withUnsafeMutableBufferPointer { Kernels.expInPlace($0.baseAddress!, count: queryWidth) }
             for head in 0..<nh {
               let source = h.baseAddress! + row * queryWidth + head * dh
               var mean: Float = 0
@@ -150,8 +154,7 @@ public final class XLlamaSession: ModelSession {
               let inverse = 1 / (variance / Float(dh) + c.rmsNormEps).squareRoot()
               for j in 0..<dh {
                 let column = head * dh + j
-                let gate = fused[row * projected + outputGateOffset + column]
-                let sigmoid = 1 / (1 + exp(-gate))
+                let sigmoid = 1 / (1 + gateExponentials[column])
                 gated[row * queryWidth + column] = (source[j] - mean) * inverse * weights.headNorm[column] * sigmoid
               }
             }
