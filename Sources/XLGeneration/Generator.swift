@@ -114,7 +114,7 @@ public struct Generator: Sendable {
       promptSeconds: promptSeconds, generationSeconds: Date().timeIntervalSince(generationStart))
   }
 
-  /// The generated text as an asynchronous sequence of pieces, for Swift concurrency callers.
+  /// Streams the generated text as an asynchronous sequence of pieces, for Swift concurrency callers.
   public func stream(promptTokens: [Int], options: GenerationOptions) -> AsyncThrowingStream<String, Error> {
     AsyncThrowingStream { continuation in
       let generator = self

@@ -72,7 +72,7 @@ public struct Sampler: Sendable {
     }
   }
 
-  /// The next token for one row of logits, given the tokens seen so far.
+  /// Picks the next token for one row of logits, given the tokens seen so far.
   public mutating func sample(logits row: [Float], history: [Int]) -> Int {
     var logits = row
     Self.applyRepetitionPenalty(&logits, history: history, penalty: parameters.repetitionPenalty)
@@ -118,7 +118,7 @@ public struct Sampler: Sendable {
     return candidates[kept - 1]
   }
 
-  /// The index of the largest value; the lowest index wins a tie.
+  /// Returns the index of the largest value; the lowest index wins a tie.
   public static func argmax(_ values: [Float]) -> Int {
     var best = 0
     var bestValue = -Float.infinity

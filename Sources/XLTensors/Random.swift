@@ -15,7 +15,7 @@ public struct SplitMix64: RandomNumberGenerator, Sendable, Equatable, Codable {
     return Self.mix(state)
   }
 
-  /// The SplitMix64 finalizer, a bijective 64-bit hash usable on its own.
+  /// Applies the SplitMix64 finalizer, a bijective 64-bit hash usable on its own.
   public static func mix(_ value: UInt64) -> UInt64 {
     var z = value
     z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -23,12 +23,12 @@ public struct SplitMix64: RandomNumberGenerator, Sendable, Equatable, Codable {
     return z ^ (z >> 31)
   }
 
-  /// A uniform Double in [0, 1) from the top 53 bits of the next output.
+  /// Draws a uniform Double in [0, 1) from the top 53 bits of the next output.
   public mutating func nextDouble() -> Double {
     Double(next() >> 11) * 0x1.0p-53
   }
 
-  /// A uniform integer in `0..<bound` without modulo bias (Lemire's multiply-and-reject).
+  /// Draws a uniform integer in `0..<bound` without modulo bias (Lemire's multiply-and-reject).
   public mutating func nextIndex(below bound: Int) -> Int {
     precondition(bound > 0, "empty range")
     let limit = UInt64(bound)
@@ -44,7 +44,7 @@ public struct SplitMix64: RandomNumberGenerator, Sendable, Equatable, Codable {
 }
 
 extension SplitMix64 {
-  /// A draw from the standard normal distribution (Box–Muller).
+  /// Draws from the standard normal distribution (Box–Muller).
   public mutating func nextNormal() -> Float {
     let u1 = max(nextDouble(), 1e-300)
     let u2 = nextDouble()

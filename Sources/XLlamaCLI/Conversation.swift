@@ -29,7 +29,7 @@ struct Conversation {
   mutating func restore(from url: URL, system: String?) throws {
     let saved = try StateFile.read(from: url, model: loaded.model)
     guard let savedMessages = saved.messages else {
-      throw CommandLineError.conflicting("\(url.path) holds a plain text state, not a chat; continue it without --chat")
+      throw CommandLineError.conflicting("\(url.path) contains a plain text state, not a chat; continue it without --chat")
     }
     if system != nil {
       throw CommandLineError.conflicting("--system applies to a new chat only; \(url.path) already has its messages")

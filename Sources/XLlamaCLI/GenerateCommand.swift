@@ -12,7 +12,7 @@ let samplingOptions: [OptionSpec] = [
   OptionSpec(name: "--seed", valueName: "S", help: "seed of the random draws", defaultDescription: "0"),
 ]
 
-/// The sampling options, checked before any model loads.
+/// Parses and checks the sampling options before any model loads.
 func samplingParameters(_ options: ParsedOptions) throws -> SamplingParameters {
   guard let seed = UInt64(options.string("--seed") ?? "0") else {
     throw CommandLineError.invalidValue(option: "--seed", value: options.string("--seed") ?? "", expected: "a non-negative integer")
@@ -102,7 +102,7 @@ enum GenerateCommand: Command {
     if let loadURL {
       let saved = try StateFile.read(from: loadURL, model: loaded.model)
       if saved.messages != nil {
-        throw CommandLineError.conflicting("\(loadURL.path) holds a chat; continue it with --chat")
+        throw CommandLineError.conflicting("\(loadURL.path) contains a chat; continue it with --chat")
       }
       session = saved.session
       history = saved.tokens

@@ -140,7 +140,8 @@ struct StudentFolderTests {
 
   func expectRejected(_ student: URL, mentioning fragment: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
     let result = try CLI.run(["generate", "--model", student.path, "--prompt", "hi", "--max-tokens", "2"])
-    #expect(result.status != 0 && !result.crashed, sourceLocation: sourceLocation)
+    #expect(result.status != 0, sourceLocation: sourceLocation)
+    #expect(!result.crashed, sourceLocation: sourceLocation)
     #expect(result.stderr.contains(fragment), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
   }
 

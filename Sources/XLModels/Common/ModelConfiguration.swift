@@ -162,7 +162,7 @@ extension ModelConfiguration {
     try validate(source: source)
   }
 
-  /// The `config.json` of this configuration, with Hugging Face key names.
+  /// Returns the `config.json` object of this configuration, with Hugging Face key names.
   public func configJSON() -> [String: Any] {
     var json: [String: Any] = [
       "model_type": modelType,
@@ -194,7 +194,7 @@ extension ModelConfiguration {
   }
 }
 
-/// The Double whose decimal form is the Float's shortest one (1e-05, not 9.999999747378752e-06),
+/// Converts a Float to the Double whose decimal form is the Float's shortest one (1e-05, not 9.999999747378752e-06),
 /// so configs read the way their authors wrote them.
 func shortestDouble(_ value: Float) -> Double {
   Double("\(value)") ?? Double(value)

@@ -23,6 +23,11 @@ extension LlamaModel {
   /// `ids` is (B, S) row-major. Throws when an id is outside the vocabulary or S exceeds the
   /// context limit. Attention maps cost B·NH·S² floats per layer and logits a product with
   /// the (V, D) `lm_head`, so `includeAttention` and `includeLogits` can skip them.
+  ///
+  /// NOTE: its layer step repeats `LlamaSession`'s prefill (norm, projections, rotary,
+  /// attention, MLP) for several rows without a cache and keeping the attention maps; a change
+  /// to the teacher's arithmetic must be made in both, and the tiny-teacher fixture tests
+  /// check both against transformers.
   public func trace(
     ids: [Int], rows: Int, length: Int, includeAttention: Bool = true, includeLogits: Bool = true
   ) throws -> LlamaTrace {

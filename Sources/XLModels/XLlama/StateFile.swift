@@ -51,8 +51,8 @@ public enum StateFile {
     }
   }
 
-  /// Reads a state and opens a session of `model` that continues from it; `messages` is the
-  /// saved chat, or nil when the state was not saved by a chat.
+  /// Reads a state and opens a session of `model` that continues from it. `messages` is the
+  /// saved chat, or nil when a chat did not save the state.
   public static func read(from url: URL, model: any LanguageModel) throws -> (session: any ModelSession, tokens: [Int], messages: [ChatMessage]?) {
     guard let student = model as? XLlamaModel else {
       throw ModelError.invalidState(path: url.path, reason: "states can only be loaded into an xLlama student")

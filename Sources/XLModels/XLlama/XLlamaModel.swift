@@ -35,14 +35,14 @@ public final class XLlamaModel: LanguageModel, @unchecked Sendable {
 
   public func makeSession() -> any ModelSession { XLlamaSession(model: self) }
 
-  /// A session that continues from saved recurrent states (one per layer).
+  /// Opens a session that continues from saved recurrent states (one per layer).
   public func makeSession(states: [MLSTMState], tokenCount: Int) throws -> XLlamaSession {
     let session = XLlamaSession(model: self)
     try session.restore(states: states, tokenCount: tokenCount)
     return session
   }
 
-  /// The zero state of one layer.
+  /// Returns the zero state of one layer.
   func initialState() -> MLSTMState {
     MLSTMState(zeros: 1, heads: configuration.headCount, keyDim: configuration.headDim, valueDim: configuration.headDim)
   }
@@ -282,7 +282,7 @@ struct MixerInputs {
 }
 
 extension XLlamaModel {
-  /// The mixing matrix `Cmix` (1, NH, S, S) of layer `layer` for a layer input `hidden` (S, D):
+  /// Computes the mixing matrix `Cmix` (1, NH, S, S) of layer `layer` for a layer input `hidden` (S, D):
   /// the matrix with `h = Cmix · v` that MOHAWK's first stage aligns with attention.
   public func mixingMatrix(layer index: Int, hidden: Tensor) -> Tensor {
     let c = configuration
