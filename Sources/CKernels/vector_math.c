@@ -58,7 +58,7 @@ static void silu_multiply_avx512(float *gate, const float *up, size_t count) {
 
 void xl_exp_inplace(float *x, size_t count) {
 #if defined(__x86_64__)
-  if (xl_bf16_uses_avx512()) {
+  if (xl_uses_avx512()) {
     exp_avx512(x, count);
     return;
   }
@@ -68,7 +68,7 @@ void xl_exp_inplace(float *x, size_t count) {
 
 void xl_silu_multiply(float *gate, const float *up, size_t count) {
 #if defined(__x86_64__)
-  if (xl_bf16_uses_avx512()) {
+  if (xl_uses_avx512()) {
     silu_multiply_avx512(gate, up, count);
     return;
   }

@@ -22,6 +22,13 @@ public enum Kernels {
     }
   }
 
+  /// Σ x[i] over `count` elements, split over the threads of `WeightMatrix.threadCount` like
+  /// decode's products; `bench --kernels` times it as the memory read bandwidth bound.
+  public static func parallelSum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    if xl_pool_threads() != Int32(WeightMatrix.threadCount) { xl_pool_set_threads(Int32(WeightMatrix.threadCount)) }
+    return xl_sum_f32(x, count)
+  }
+
   /// SwiGLU's gating: `gate[i] = silu(gate[i]) · up[i]` for `count` elements, with the
   /// vectorized exp of `CKernels` (relative error below 1e-6).
   public static func siluMultiply(

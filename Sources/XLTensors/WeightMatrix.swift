@@ -4,7 +4,6 @@ import Accelerate
 import CBLAS
 #endif
 import CKernels
-import Dispatch
 
 /// A model weight of shape (out, in) in PyTorch's `nn.Linear` layout, stored as float32 or as
 /// bfloat16 bits, applied as `y = x · Wᵀ`.
@@ -25,21 +24,22 @@ public struct WeightMatrix: @unchecked Sendable {
   public let columns: Int
   public let storage: Storage
 
-  /// Threads a single-token product splits its rows over; `BLAS.setThreadCount` sets it.
+  /// Threads a single-token product splits its rows over (the C thread pool of `CKernels`);
+  /// `BLAS.setThreadCount` sets it.
   nonisolated(unsafe) public static var threadCount = 2
 
-  /// The float32 matrix-vector kernels: OpenBLAS's `sgemv` or the hand-written SIMD loop.
-  public enum Float32Kernel: Sendable { case blas, simd }
-  /// The float32 kernel `matvec` runs. `.blas` is the default because it measured faster;
-  /// `bench --kernels` switches it to compare.
-  nonisolated(unsafe) public static var float32Kernel = Float32Kernel.blas
+  /// The float32 matrix-vector kernels: the C loop of `CKernels` (AVX-512 with prefetching
+  /// where the processor has it), its portable C form, or OpenBLAS's `sgemv`.
+  public enum Float32Kernel: Sendable { case vector, portable, blas }
+  /// The float32 kernel `matvec` runs. `.vector` is the default because it measured faster
+  /// than `sgemv` at every model shape (`bench --kernels`); `bench --kernels` switches it to
+  /// compare.
+  nonisolated(unsafe) public static var float32Kernel = Float32Kernel.vector
 
-  /// The bfloat16 matrix-vector kernels: the C loop of `CKernels` (AVX-512 where the
-  /// processor has it, portable C otherwise) or the Swift SIMD loop, which the compiler emits
-  /// for baseline x86-64 (SSE2) only.
-  public enum BFloat16Kernel: Sendable { case c, swift }
+  /// The bfloat16 matrix-vector kernels: the C loop of `CKernels` or its portable C form.
+  public enum BFloat16Kernel: Sendable { case vector, portable }
   /// The bfloat16 kernel `matvec` runs; `bench --kernels` switches it to compare.
-  nonisolated(unsafe) public static var bfloat16Kernel = BFloat16Kernel.c
+  nonisolated(unsafe) public static var bfloat16Kernel = BFloat16Kernel.vector
 
   public init(rows: Int, columns: Int, float32 values: [Float]) {
     precondition(rows >= 0 && columns >= 0 && values.count == rows * columns,
@@ -141,54 +141,27 @@ public struct WeightMatrix: @unchecked Sendable {
 
   /// One token: `y = W · x` (+ y), x (in), y (out).
   ///
-  /// float32 storage uses `cblas_sgemv`, which took less processor time than the hand-written
-  /// loop at every model shape (`bench --kernels`, one thread). bfloat16 storage runs
-  /// `Self.bfloat16Rows`, split by output rows over `threadCount` threads when the matrix is
-  /// large enough for that to pay.
+  /// Runs the C kernels of `CKernels`, split by rows over `threadCount` threads of its pool
+  /// when the matrix is large enough for that to pay (see Sources/CKernels/matvec.c), or
+  /// OpenBLAS's `sgemv` when `float32Kernel` is `.blas`.
   public func matvec(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+    if xl_pool_threads() != Int32(Self.threadCount) { xl_pool_set_threads(Int32(Self.threadCount)) }
     switch storage {
     case .float32(let values):
       values.withUnsafeBufferPointer { w in
-        let base = w.baseAddress!
         if Self.float32Kernel == .blas {
           cblas_sgemv(
-            CblasRowMajor, CblasNoTrans, Int32(rows), Int32(columns), 1, base,
+            CblasRowMajor, CblasNoTrans, Int32(rows), Int32(columns), 1, w.baseAddress!,
             Int32(columns), x, 1, accumulate ? 1 : 0, y, 1)
-          return
-        }
-        let (rows, columns) = (self.rows, self.columns)
-        let shared = SharedPointers(w: base, x: x, even: x, odd: x, y: y)
-        Self.splitRows(rows, parts: Self.partCount(elements: rows * columns, rows: rows)) { range in
-          Self.float32Rows(shared.w, rows: range, columns: columns, x: shared.x, y: shared.y, accumulate: accumulate)
+        } else {
+          xl_matvec_f32(
+            w.baseAddress!, rows, columns, x, y, accumulate ? 1 : 0, Self.float32Kernel == .portable ? 1 : 0)
         }
       }
     case .bfloat16(let bits):
-      let half = columns / 2
-      // x split into even and odd columns, matching the two halves of each 32-bit word of
-      // the row (see `bfloat16Rows`).
-      withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(half, 1)) { scratch in
-        let even = scratch.baseAddress!
-        let odd = even + max(half, 1)
-        for j in 0..<half {
-          even[j] = x[2 * j]
-          odd[j] = x[2 * j + 1]
-        }
-        bits.withUnsafeBufferPointer { w in
-          let base = w.baseAddress!
-          let (rows, columns) = (self.rows, self.columns)
-          let shared = SharedPointers(w: base, x: x, even: even, odd: odd, y: y)
-          Self.splitRows(rows, parts: Self.partCount(elements: rows * columns, rows: rows)) { range in
-            if Self.bfloat16Kernel == .c {
-              xl_bf16_matvec_rows(
-                shared.w, range.lowerBound, range.upperBound, columns, shared.x, shared.even, shared.odd,
-                shared.y, accumulate ? 1 : 0)
-            } else {
-              Self.bfloat16Rows(
-                shared.w, rows: range, columns: columns, x: shared.x, even: shared.even, odd: shared.odd,
-                y: shared.y, accumulate: accumulate)
-            }
-          }
-        }
+      bits.withUnsafeBufferPointer { w in
+        xl_matvec_bf16(
+          w.baseAddress!, rows, columns, x, y, accumulate ? 1 : 0, Self.bfloat16Kernel == .portable ? 1 : 0)
       }
     }
   }
@@ -245,7 +218,7 @@ public struct WeightMatrix: @unchecked Sendable {
     }
   }
 
-  // MARK: Kernels
+  // MARK: Conversion
 
   /// float32 → bfloat16 bits, rounding to nearest even (NaN stays NaN).
   @inline(__always)
@@ -254,143 +227,4 @@ public struct WeightMatrix: @unchecked Sendable {
     if value.isNaN { return UInt16(bits >> 16) | 0x40 }
     return UInt16((bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
   }
-
-  /// Runs `body` on `parts` contiguous slices of 0..<rows, on that many threads when more
-  /// than one.
-  @inline(__always)
-  static func splitRows(_ rows: Int, parts: Int, _ body: @Sendable (Range<Int>) -> Void) {
-    if parts <= 1 {
-      body(0..<rows)
-      return
-    }
-    let step = (rows + parts - 1) / parts
-    DispatchQueue.concurrentPerform(iterations: parts) { part in
-      body((part * step)..<min(rows, (part + 1) * step))
-    }
-  }
-
-  /// Returns how many threads a matrix-vector product of this size splits over. Below about a
-  /// quarter of a million elements it is one, because waking a second thread costs more than
-  /// it saves there (an estimate, not tuned on an idle machine).
-  static func partCount(elements: Int, rows: Int) -> Int {
-    let threads = max(1, threadCount)
-    if threads == 1 || elements < (1 << 18) || rows < 8 * threads { return 1 }
-    return threads
-  }
-
-  /// float32 matrix-vector product for output rows `range`: w (rows × columns), x (columns),
-  /// y (rows). Eight columns per step, four rows at a time, and a scalar tail for the rest.
-  @inline(__always)
-  static func float32Rows(
-    _ w: UnsafePointer<Float>, rows range: Range<Int>, columns: Int, x: UnsafePointer<Float>,
-    y: UnsafeMutablePointer<Float>, accumulate: Bool
-  ) {
-    let wideSteps = columns / 8
-    @inline(__always) func load(_ pointer: UnsafePointer<Float>) -> SIMD8<Float> {
-      UnsafeRawPointer(pointer).loadUnaligned(as: SIMD8<Float>.self)
-    }
-    @inline(__always) func finish(_ row: Int, _ partial: Float) {
-      var sum = partial
-      let source = w + row * columns
-      for j in (8 * wideSteps)..<columns { sum += source[j] * x[j] }
-      y[row] = accumulate ? y[row] + sum : sum
-    }
-    var row = range.lowerBound
-    while row + 4 <= range.upperBound {
-      let r0 = w + row * columns, r1 = r0 + columns, r2 = r1 + columns, r3 = r2 + columns
-      var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-      for step in 0..<wideSteps {
-        let offset = 8 * step
-        let xv = load(x + offset)
-        a0 += load(r0 + offset) * xv
-        a1 += load(r1 + offset) * xv
-        a2 += load(r2 + offset) * xv
-        a3 += load(r3 + offset) * xv
-      }
-      finish(row, a0.sum()); finish(row + 1, a1.sum()); finish(row + 2, a2.sum()); finish(row + 3, a3.sum())
-      row += 4
-    }
-    while row < range.upperBound {
-      let r0 = w + row * columns
-      var a0 = SIMD8<Float>()
-      for step in 0..<wideSteps { a0 += load(r0 + 8 * step) * load(x + 8 * step) }
-      finish(row, a0.sum())
-      row += 1
-    }
-  }
-
-  /// bfloat16 matrix-vector product for output rows `range` of a (rows, columns) matrix.
-  ///
-  /// Shapes: w (rows × columns bfloat16), x (columns), even/odd (columns / 2: x's even and odd
-  /// elements), y (rows). Each 32-bit word of a row contains two neighbouring elements, the
-  /// even one in its low half. So `word << 16` is the even element as float32 and
-  /// `word & 0xFFFF0000` the odd one, and the loop needs no shuffles. Eight words (16
-  /// elements) per step, four rows at a time, so that each x load serves four rows. Wider
-  /// steps would need all sixteen SSE registers for the accumulators alone, because Swift
-  /// emits SSE2 code for the baseline x86-64 target.
-  /// The words are read unaligned because rows of odd width start mid-word, and an odd last
-  /// column is added by a scalar tail.
-  @inline(__always)
-  static func bfloat16Rows(
-    _ w: UnsafePointer<UInt16>, rows range: Range<Int>, columns: Int, x: UnsafePointer<Float>,
-    even: UnsafePointer<Float>, odd: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, accumulate: Bool
-  ) {
-    let half = columns / 2
-    let wideSteps = half / 8
-    let highMask = SIMD8<UInt32>(repeating: 0xFFFF_0000)
-
-    @inline(__always) func words(_ row: Int, _ step: Int) -> SIMD8<UInt32> {
-      UnsafeRawPointer(w + row * columns + 16 * step).loadUnaligned(as: SIMD8<UInt32>.self)
-    }
-    @inline(__always) func tail(_ row: Int) -> Float {
-      let source = w + row * columns
-      var sum: Float = 0
-      for j in (16 * wideSteps)..<columns { sum += Float(bitPattern: UInt32(source[j]) << 16) * x[j] }
-      return sum
-    }
-    @inline(__always) func store(_ row: Int, _ value: Float) {
-      y[row] = accumulate ? y[row] + value : value
-    }
-
-    var row = range.lowerBound
-    while row + 4 <= range.upperBound {
-      var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-      for step in 0..<wideSteps {
-        let xe = UnsafeRawPointer(even + 8 * step).loadUnaligned(as: SIMD8<Float>.self)
-        let xo = UnsafeRawPointer(odd + 8 * step).loadUnaligned(as: SIMD8<Float>.self)
-        let w0 = words(row, step), w1 = words(row + 1, step), w2 = words(row + 2, step), w3 = words(row + 3, step)
-        a0 += unsafeBitCast(w0 &<< 16, to: SIMD8<Float>.self) * xe + unsafeBitCast(w0 & highMask, to: SIMD8<Float>.self) * xo
-        a1 += unsafeBitCast(w1 &<< 16, to: SIMD8<Float>.self) * xe + unsafeBitCast(w1 & highMask, to: SIMD8<Float>.self) * xo
-        a2 += unsafeBitCast(w2 &<< 16, to: SIMD8<Float>.self) * xe + unsafeBitCast(w2 & highMask, to: SIMD8<Float>.self) * xo
-        a3 += unsafeBitCast(w3 &<< 16, to: SIMD8<Float>.self) * xe + unsafeBitCast(w3 & highMask, to: SIMD8<Float>.self) * xo
-      }
-      store(row, a0.sum() + tail(row))
-      store(row + 1, a1.sum() + tail(row + 1))
-      store(row + 2, a2.sum() + tail(row + 2))
-      store(row + 3, a3.sum() + tail(row + 3))
-      row += 4
-    }
-    while row < range.upperBound {
-      var a0 = SIMD8<Float>()
-      for step in 0..<wideSteps {
-        let xe = UnsafeRawPointer(even + 8 * step).loadUnaligned(as: SIMD8<Float>.self)
-        let xo = UnsafeRawPointer(odd + 8 * step).loadUnaligned(as: SIMD8<Float>.self)
-        let w0 = words(row, step)
-        a0 += unsafeBitCast(w0 &<< 16, to: SIMD8<Float>.self) * xe + unsafeBitCast(w0 & highMask, to: SIMD8<Float>.self) * xo
-      }
-      store(row, a0.sum() + tail(row))
-      row += 1
-    }
-  }
-}
-
-/// The pointers of one matrix-vector product, shared by the threads that split its rows.
-/// Threads only read w and x and write disjoint rows of y, and the product returns only
-/// after every thread has finished, so the pointers outlive their use.
-private struct SharedPointers<Element>: @unchecked Sendable {
-  let w: UnsafePointer<Element>
-  let x: UnsafePointer<Float>
-  let even: UnsafePointer<Float>
-  let odd: UnsafePointer<Float>
-  let y: UnsafeMutablePointer<Float>
 }

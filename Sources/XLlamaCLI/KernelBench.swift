@@ -3,9 +3,8 @@ import XLlama
 
 /// `bench --kernels`: single-token products of the model shapes with every kernel, each over
 /// enough distinct matrices (about 128 MB of float32) that the weights stream from memory as
-/// in decode. Prints processor microseconds per product (all threads together, so that other
-/// processes competing for the cores do not count; with one thread this is the product's own
-/// cost) and the bandwidth that cost would reach.
+/// in decode. Prints wall-clock microseconds per product with the threads set (so run it on an
+/// idle machine) and the bandwidth that reaches.
 enum KernelBench {
   static let shapes: [(name: String, rows: Int, columns: Int)] = [
     ("k/v 192x576", 192, 576), ("q/o 576x576", 576, 576), ("student mixer 1554x576", 1554, 576),
@@ -14,6 +13,7 @@ enum KernelBench {
   ]
 
   static func run() {
+    runBandwidth()
     var random = SplitMix64(seed: 3)
     for shape in shapes {
       let elements = shape.rows * shape.columns
@@ -29,31 +29,47 @@ enum KernelBench {
       func time(_ matrices: [WeightMatrix]) -> Double {
         var best = Double.infinity
         for _ in 0..<4 {
-          let start = processorSeconds()
+          let start = DispatchTime.now().uptimeNanoseconds
           x.withUnsafeBufferPointer { xb in
             y.withUnsafeMutableBufferPointer { yb in
               for m in matrices { m.matvec(xb.baseAddress!, into: yb.baseAddress!) }
             }
           }
-          best = min(best, (processorSeconds() - start) / Double(matrices.count))
+          best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(matrices.count))
         }
         return best
       }
       var line = shape.name
-      for (label, kernel) in [("f32 sgemv", WeightMatrix.Float32Kernel.blas), ("f32 simd", .simd)] {
+      for (label, kernel) in [("f32 vector", WeightMatrix.Float32Kernel.vector), ("f32 sgemv", .blas), ("f32 portable", .portable)] {
         WeightMatrix.float32Kernel = kernel
         let seconds = time(f32)
         line += String(format: "  %@ %.1f us (%.1f GB/s)", label, seconds * 1e6, Double(4 * elements) / seconds / 1e9)
       }
-      WeightMatrix.float32Kernel = .blas
-      for (label, kernel) in [("bf16 c", WeightMatrix.BFloat16Kernel.c), ("bf16 swift", .swift)] {
+      WeightMatrix.float32Kernel = .vector
+      for (label, kernel) in [("bf16 vector", WeightMatrix.BFloat16Kernel.vector), ("bf16 portable", .portable)] {
         WeightMatrix.bfloat16Kernel = kernel
         let seconds = time(bf16)
         line += String(format: "  %@ %.1f us (%.1f GB/s)", label, seconds * 1e6, Double(2 * elements) / seconds / 1e9)
       }
-      WeightMatrix.bfloat16Kernel = .c
+      WeightMatrix.bfloat16Kernel = .vector
       stderrLine(line)
     }
+  }
+
+  /// The read bandwidth of memory with the threads set: the best of five sums over 512 MiB,
+  /// the bound that decode's matrix-vector products approach.
+  static func runBandwidth() {
+    let count = (512 << 20) / 4
+    let values = [Float](repeating: 1, count: count)
+    var best = Double.infinity
+    values.withUnsafeBufferPointer { buffer in
+      for _ in 0..<5 {
+        let start = DispatchTime.now().uptimeNanoseconds
+        _ = Kernels.parallelSum(buffer.baseAddress!, count: count)
+        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+      }
+    }
+    stderrLine(String(format: "memory read bandwidth (%d threads): %.1f GB/s", WeightMatrix.threadCount, Double(4 * count) / best / 1e9))
   }
 
   /// Wall-clock GFLOP/s of OpenBLAS sgemm at the prefill shapes of SmolLM2-135M (512 tokens),
@@ -81,12 +97,5 @@ enum KernelBench {
       stderrLine(String(format: "sgemm %@ 512x%dx%d: %.1f GFLOP/s", name, inFeatures, outFeatures, flops / best / 1e9))
     }
     stderrLine(String(format: "sgemm over these shapes: %.1f GFLOP/s", totalFlops / totalSeconds / 1e9))
-  }
-
-  /// Processor time this process has used, in seconds.
-  static func processorSeconds() -> Double {
-    var spec = timespec()
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &spec)
-    return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
   }
 }

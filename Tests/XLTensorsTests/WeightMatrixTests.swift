@@ -55,41 +55,59 @@ struct WeightMatrixTests {
     }
   }
 
-  @Test("hand-written float32 kernel matches the reference", arguments: 0..<shapes.count)
-  func float32KernelMatches(shapeIndex: Int) {
+  /// Runs `body` with the given kernels and thread count selected, then restores the defaults.
+  /// Tests running beside it may pick up the selection; every kernel gives correct results,
+  /// so only their speed changes.
+  static func withKernels(
+    _ float32: WeightMatrix.Float32Kernel, _ bfloat16: WeightMatrix.BFloat16Kernel, threads: Int, _ body: () -> Void
+  ) {
+    WeightMatrix.float32Kernel = float32
+    WeightMatrix.bfloat16Kernel = bfloat16
+    WeightMatrix.threadCount = threads
+    body()
+    WeightMatrix.float32Kernel = .vector
+    WeightMatrix.bfloat16Kernel = .vector
+    WeightMatrix.threadCount = 2
+  }
+
+  @Test("every matvec kernel matches the reference, on one thread and on three", arguments: 0..<shapes.count)
+  func kernelsMatch(shapeIndex: Int) {
     let (rows, columns) = Self.shapes[shapeIndex]
-    let values = Self.random(rows * columns, seed: 7)
-    let matrix = WeightMatrix(rows: rows, columns: columns, float32: values)
-    let x = Self.random(columns, seed: 8)
-    var y = [Float](repeating: 0, count: rows)
-    values.withUnsafeBufferPointer { w in
-      x.withUnsafeBufferPointer { xb in
-        y.withUnsafeMutableBufferPointer { yb in
-          WeightMatrix.float32Rows(
-            w.baseAddress!, rows: 0..<rows, columns: columns, x: xb.baseAddress!, y: yb.baseAddress!, accumulate: false)
+    let kernels: [(WeightMatrix.Float32Kernel, WeightMatrix.BFloat16Kernel)] = [(.vector, .vector), (.portable, .portable), (.blas, .vector)]
+    for (float32, bfloat16) in kernels {
+      for threads in [1, 3] {
+        for matrix in Self.matrices(rows: rows, columns: columns, seed: UInt64(shapeIndex) + 20) {
+          let x = Self.random(columns, seed: 21)
+          let start = Self.random(rows, seed: 22)
+          for accumulate in [false, true] {
+            var y = accumulate ? start : [Float](repeating: 9, count: rows)
+            Self.withKernels(float32, bfloat16, threads: threads) {
+              matrix.apply(x, count: 1, into: &y, accumulate: accumulate)
+            }
+            Self.expectClose(y, matrix, x: x, count: 1, start: accumulate ? start : nil)
+          }
         }
       }
     }
-    Self.expectClose(y, matrix, x: x, count: 1, start: nil)
   }
 
-  @Test("Swift bfloat16 kernel matches the reference", arguments: 0..<shapes.count)
-  func swiftBFloat16KernelMatches(shapeIndex: Int) {
-    let (rows, columns) = Self.shapes[shapeIndex]
-    let bits = Self.bfloat16(Self.random(rows * columns, seed: 17))
-    let matrix = WeightMatrix(rows: rows, columns: columns, bfloat16: bits)
-    let x = Self.random(columns, seed: 18)
-    let even = stride(from: 0, to: columns - 1, by: 2).map { x[$0] }
-    let odd = stride(from: 1, to: columns, by: 2).map { x[$0] }
-    var y = [Float](repeating: 0, count: rows)
-    bits.withUnsafeBufferPointer { w in
-      y.withUnsafeMutableBufferPointer { yb in
-        WeightMatrix.bfloat16Rows(
-          w.baseAddress!, rows: 0..<rows, columns: columns, x: x, even: even + [0], odd: odd + [0],
-          y: yb.baseAddress!, accumulate: false)
+  @Test("products started on several threads at once all come out right")
+  func concurrentProducts() async {
+    // Each task's products race for the pool; a task that finds it busy runs alone.
+    let matrices = Self.matrices(rows: 700, columns: 333, seed: 31)
+    let x = Self.random(333, seed: 32)
+    await withTaskGroup(of: (Int, [Float]).self) { group in
+      for task in 0..<8 {
+        group.addTask {
+          var y = [Float](repeating: 0, count: 700)
+          for _ in 0..<50 { matrices[task % 2].apply(x, count: 1, into: &y) }
+          return (task % 2, y)
+        }
+      }
+      for await (index, y) in group {
+        Self.expectClose(y, matrices[index], x: x, count: 1, start: nil)
       }
     }
-    Self.expectClose(y, matrix, x: x, count: 1, start: nil)
   }
 
   @Test("matmul matches the reference, both storages", arguments: [2, 3, 4, 9])

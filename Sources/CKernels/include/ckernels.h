@@ -1,19 +1,27 @@
-// Hot loops that Swift cannot yet emit with the processor's widest vector instructions:
-// the bfloat16 matrix-vector product of decode, exp for softmax and SiLU. Each entry point checks the processor at run
-// time and falls back to portable C.
+// Hot loops that Swift cannot yet emit with the processor's widest vector instructions: the
+// matrix-vector products of decode, exp for softmax and SiLU, and the thread pool the products
+// split over. Each entry point checks the processor at run time and falls back to portable C.
 #ifndef XLLAMA_CKERNELS_H
 #define XLLAMA_CKERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/// y[r] (+)= Σ_j bf16(w[r, j]) · x[j] for rows [row_begin, row_end) of a (rows × columns)
-/// row-major bfloat16 matrix. `even` and `odd` hold x's even and odd elements (columns / 2
-/// each), so that each 32-bit word of a row multiplies one even and one odd element without
-/// shuffles. With `accumulate` non-zero the products are added to y.
-void xl_bf16_matvec_rows(
-    const uint16_t *w, size_t row_begin, size_t row_end, size_t columns, const float *x,
-    const float *even, const float *odd, float *y, int accumulate);
+/// y[r] (+)= Σ_j w[r, j] · x[j] for the `rows` rows of a (rows × columns) row-major float32
+/// matrix, split by rows over the thread pool when the matrix is large enough to gain from it.
+/// With `accumulate` non-zero the sums are added to y; with `portable` non-zero the plain C
+/// loop runs instead of the vector one (for tests and benchmarks).
+void xl_matvec_f32(
+    const float *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int portable);
+
+/// As `xl_matvec_f32` for a bfloat16 matrix: element bits b stand for the float32 with bits
+/// b << 16. x and the sums stay float32.
+void xl_matvec_bf16(
+    const uint16_t *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int portable);
+
+/// Σ x[i], split over the thread pool like the products: the plainest stream of reads, whose
+/// speed is the memory-bandwidth bound that `bench --kernels` reports for decode.
+float xl_sum_f32(const float *x, size_t count);
 
 /// x[i] = exp(x[i]) for `count` elements; relative error below 1e-6 against libm on the AVX-512
 /// path (inputs below −87.3 give exp(−87.3) instead of a subnormal or zero).
@@ -23,6 +31,22 @@ void xl_exp_inplace(float *x, size_t count);
 void xl_silu_multiply(float *gate, const float *up, size_t count);
 
 /// 1 when the AVX-512 paths of these kernels run on this processor, else 0.
-int xl_bf16_uses_avx512(void);
+int xl_uses_avx512(void);
+
+/// A task of the pool: called once for each chunk in 0..<chunks, on any thread, possibly
+/// several chunks at once.
+typedef void (*xl_pool_task)(void *context, int chunk);
+
+/// Runs task(context, c) for every c in 0..<chunks on the caller and the pool's workers, and
+/// returns when all have returned. With one chunk, one thread, or while another thread's task
+/// holds the pool, the caller runs every chunk itself, in order.
+void xl_pool_run(xl_pool_task task, void *context, int chunks);
+
+/// Sets the threads a pool task uses, the caller included (at least 1); creates the workers
+/// that are missing. A task that is running keeps the count it started with.
+void xl_pool_set_threads(int threads);
+
+/// The threads a pool task uses, the caller included.
+int xl_pool_threads(void);
 
 #endif

@@ -1,0 +1,315 @@
+// Matrix-vector products for decode, y = W · x with W (rows × columns) row-major in float32 or
+// bfloat16, split by rows over the thread pool.
+//
+// Decode reads every weight once per token, so these products are bounded by memory
+// bandwidth, not arithmetic. Two things matter for reaching it (measured with `xllama bench
+// --kernels` and a C stream test on a 2-core AMD EPYC): the rows of the next block are
+// prefetched while the current block is summed, because the hardware prefetcher alone follows
+// four interleaved row streams at about half the speed of one; and the threads of a product
+// hand over through the spinning pool of thread_pool.c rather than a futex per product.
+//
+// A bfloat16 element is the upper half of a float32, so it widens with a shift; products
+// always accumulate in float32 and x stays float32.
+
+#include "ckernels.h"
+
+#include <stdlib.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// Products smaller than this many bytes of weights run on one thread: below it the handover
+// costs more than the other threads save.
+enum { parallel_bytes = 96 * 1024 };
+
+static inline float widen(uint16_t bits) {
+  union { uint32_t u; float f; } value = { .u = (uint32_t)bits << 16 };
+  return value.f;
+}
+
+static inline void store(float *y, size_t row, float sum, int accumulate) {
+  y[row] = accumulate ? y[row] + sum : sum;
+}
+
+// MARK: Portable loops (the reference the vector paths are tested against)
+
+static void f32_rows_portable(
+    const float *w, size_t begin, size_t end, size_t columns, const float *x, float *y, int accumulate) {
+  for (size_t r = begin; r < end; r++) {
+    const float *row = w + r * columns;
+    float sum = 0;
+    for (size_t j = 0; j < columns; j++) sum += row[j] * x[j];
+    store(y, r, sum, accumulate);
+  }
+}
+
+static void bf16_rows_portable(
+    const uint16_t *w, size_t begin, size_t end, size_t columns, const float *x, float *y, int accumulate) {
+  for (size_t r = begin; r < end; r++) {
+    const uint16_t *row = w + r * columns;
+    float sum = 0;
+    for (size_t j = 0; j < columns; j++) sum += widen(row[j]) * x[j];
+    store(y, r, sum, accumulate);
+  }
+}
+
+#if defined(__x86_64__)
+
+// MARK: AVX-512 loops
+
+// Prefetches the 256 bytes at `p` into the first-level cache.
+#define PREFETCH_256(p)                                  \
+  do {                                                   \
+    _mm_prefetch((const char *)(p), _MM_HINT_T0);        \
+    _mm_prefetch((const char *)(p) + 64, _MM_HINT_T0);   \
+    _mm_prefetch((const char *)(p) + 128, _MM_HINT_T0);  \
+    _mm_prefetch((const char *)(p) + 192, _MM_HINT_T0);  \
+  } while (0)
+
+// Four rows per pass, so that each load of x serves four rows, sixteen columns per step; the
+// last columns%16 through a masked load. While summing rows r…r+3 it prefetches r+4…r+7,
+// which lie right after them: a step of 64 bytes per row here is 256 bytes of the next block.
+__attribute__((target("avx512f")))
+static void f32_rows_avx512(
+    const float *w, size_t begin, size_t end, size_t columns, const float *x, float *y, int accumulate) {
+  const size_t steps = columns / 16;
+  const size_t rest = columns - 16 * steps;
+  const __mmask16 mask = (__mmask16)((1u << rest) - 1u);
+  const __m512 x_rest = _mm512_maskz_loadu_ps(mask, x + 16 * steps);
+  size_t r = begin;
+  for (; r + 4 <= end; r += 4) {
+    const float *r0 = w + r * columns, *r1 = r0 + columns, *r2 = r1 + columns, *r3 = r2 + columns;
+    const char *next = (const char *)(r0 + 4 * columns);
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    for (size_t s = 0; s < steps; s++) {
+      PREFETCH_256(next + 256 * s);
+      const __m512 xv = _mm512_loadu_ps(x + 16 * s);
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(r0 + 16 * s), xv, a0);
+      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(r1 + 16 * s), xv, a1);
+      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(r2 + 16 * s), xv, a2);
+      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(r3 + 16 * s), xv, a3);
+    }
+    if (rest) {
+      const size_t o = 16 * steps;
+      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, r0 + o), x_rest, a0);
+      a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, r1 + o), x_rest, a1);
+      a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, r2 + o), x_rest, a2);
+      a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, r3 + o), x_rest, a3);
+    }
+    store(y, r, _mm512_reduce_add_ps(a0), accumulate);
+    store(y, r + 1, _mm512_reduce_add_ps(a1), accumulate);
+    store(y, r + 2, _mm512_reduce_add_ps(a2), accumulate);
+    store(y, r + 3, _mm512_reduce_add_ps(a3), accumulate);
+  }
+  for (; r < end; r++) {
+    const float *r0 = w + r * columns;
+    __m512 a0 = _mm512_setzero_ps();
+    for (size_t s = 0; s < steps; s++) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(r0 + 16 * s), _mm512_loadu_ps(x + 16 * s), a0);
+    if (rest) a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, r0 + 16 * steps), x_rest, a0);
+    store(y, r, _mm512_reduce_add_ps(a0), accumulate);
+  }
+}
+
+// The elements of a bfloat16 row past its last full step of 32, one at a time.
+static inline float bf16_tail(const uint16_t *row, size_t from, size_t columns, const float *x) {
+  float sum = 0;
+  for (size_t j = from; j < columns; j++) sum += widen(row[j]) * x[j];
+  return sum;
+}
+
+// Four rows per pass, 32 elements (16 words) per step. A word's low half is the even element
+// (`word << 16`) and its high half the odd one (`word & 0xFFFF0000`), which multiply x's even
+// and odd elements, split beforehand, without shuffles. Rows of odd width start mid-word, so
+// loads are unaligned. The next four rows are prefetched as in the float32 loop.
+__attribute__((target("avx512f")))
+static void bf16_rows_avx512(
+    const uint16_t *w, size_t begin, size_t end, size_t columns, const float *x, const float *even,
+    const float *odd, float *y, int accumulate) {
+  const size_t steps = columns / 32;
+  const size_t done = 32 * steps;
+  const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
+  size_t r = begin;
+  for (; r + 4 <= end; r += 4) {
+    const uint16_t *r0 = w + r * columns, *r1 = r0 + columns, *r2 = r1 + columns, *r3 = r2 + columns;
+    const char *next = (const char *)(r0 + 4 * columns);
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    for (size_t s = 0; s < steps; s++) {
+      PREFETCH_256(next + 256 * s);
+      const __m512 xe = _mm512_loadu_ps(even + 16 * s);
+      const __m512 xo = _mm512_loadu_ps(odd + 16 * s);
+      const __m512i w0 = _mm512_loadu_si512(r0 + 32 * s), w1 = _mm512_loadu_si512(r1 + 32 * s);
+      const __m512i w2 = _mm512_loadu_si512(r2 + 32 * s), w3 = _mm512_loadu_si512(r3 + 32 * s);
+      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)), xe, a0);
+      a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w1, 16)), xe, a1);
+      a2 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w2, 16)), xe, a2);
+      a3 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w3, 16)), xe, a3);
+      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(w0, high)), xo, a0);
+      a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(w1, high)), xo, a1);
+      a2 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(w2, high)), xo, a2);
+      a3 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(w3, high)), xo, a3);
+    }
+    store(y, r, _mm512_reduce_add_ps(a0) + bf16_tail(r0, done, columns, x), accumulate);
+    store(y, r + 1, _mm512_reduce_add_ps(a1) + bf16_tail(r1, done, columns, x), accumulate);
+    store(y, r + 2, _mm512_reduce_add_ps(a2) + bf16_tail(r2, done, columns, x), accumulate);
+    store(y, r + 3, _mm512_reduce_add_ps(a3) + bf16_tail(r3, done, columns, x), accumulate);
+  }
+  for (; r < end; r++) {
+    const uint16_t *r0 = w + r * columns;
+    __m512 a0 = _mm512_setzero_ps();
+    for (size_t s = 0; s < steps; s++) {
+      const __m512i w0 = _mm512_loadu_si512(r0 + 32 * s);
+      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)), _mm512_loadu_ps(even + 16 * s), a0);
+      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(w0, high)), _mm512_loadu_ps(odd + 16 * s), a0);
+    }
+    store(y, r, _mm512_reduce_add_ps(a0) + bf16_tail(r0, done, columns, x), accumulate);
+  }
+}
+#endif
+
+int xl_uses_avx512(void) {
+#if defined(__x86_64__)
+  static int supported = -1;
+  if (supported < 0) {
+    __builtin_cpu_init();
+    supported = __builtin_cpu_supports("avx512f") ? 1 : 0;
+  }
+  return supported;
+#else
+  return 0;
+#endif
+}
+
+// MARK: Splitting a product over the pool
+
+typedef struct {
+  const void *w;
+  size_t rows, columns;
+  const float *x, *even, *odd;
+  float *y;
+  size_t chunk_rows;
+  int accumulate, bf16, portable;
+} matvec_task;
+
+// Chunk `chunk` covers rows [chunk · chunk_rows, (chunk + 1) · chunk_rows).
+static void matvec_chunk(void *context, int chunk) {
+  const matvec_task *t = context;
+  const size_t begin = (size_t)chunk * t->chunk_rows;
+  size_t end = begin + t->chunk_rows;
+  if (end > t->rows) end = t->rows;
+  if (begin >= end) return;
+#if defined(__x86_64__)
+  if (!t->portable && xl_uses_avx512()) {
+    if (t->bf16) {
+      bf16_rows_avx512(t->w, begin, end, t->columns, t->x, t->even, t->odd, t->y, t->accumulate);
+    } else {
+      f32_rows_avx512(t->w, begin, end, t->columns, t->x, t->y, t->accumulate);
+    }
+    return;
+  }
+#endif
+  if (t->bf16) {
+    bf16_rows_portable(t->w, begin, end, t->columns, t->x, t->y, t->accumulate);
+  } else {
+    f32_rows_portable(t->w, begin, end, t->columns, t->x, t->y, t->accumulate);
+  }
+}
+
+// Cuts the rows into chunks of whole four-row blocks, four chunks per thread when the matrix
+// is large enough to share, and runs them on the pool.
+static void run(matvec_task *task, size_t element_bytes) {
+  const size_t blocks = (task->rows + 3) / 4;
+  size_t chunks = 1;
+  if (task->rows * task->columns * element_bytes >= parallel_bytes) {
+    chunks = 4 * (size_t)xl_pool_threads();
+    if (chunks > blocks) chunks = blocks;
+  }
+  if (chunks < 1) chunks = 1;
+  task->chunk_rows = 4 * ((blocks + chunks - 1) / chunks);
+  xl_pool_run(matvec_chunk, task, (int)((task->rows + task->chunk_rows - 1) / task->chunk_rows));
+}
+
+void xl_matvec_f32(
+    const float *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int portable) {
+  if (rows == 0) return;
+  matvec_task task = {w, rows, columns, x, x, x, y, 0, accumulate, 0, portable};
+  run(&task, sizeof(float));
+}
+
+void xl_matvec_bf16(
+    const uint16_t *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int portable) {
+  if (rows == 0) return;
+  // x's even and odd elements, for the word-wise loop; on the stack up to 8192 columns.
+  const size_t half = columns / 2;
+  float stack[8192];
+  float *even = half <= 4096 ? stack : malloc(2 * half * sizeof(float));
+  if (even == NULL) {
+    portable = 1;
+    even = stack;
+  }
+  float *odd = portable ? even : even + half;
+  if (!portable) {
+    for (size_t j = 0; j < half; j++) {
+      even[j] = x[2 * j];
+      odd[j] = x[2 * j + 1];
+    }
+  }
+  matvec_task task = {w, rows, columns, x, even, odd, y, 0, accumulate, 1, portable};
+  run(&task, sizeof(uint16_t));
+  if (even != stack) free(even);
+}
+
+// MARK: Read bandwidth
+
+typedef struct {
+  const float *x;
+  size_t count, chunk;
+  float partial[256];
+} sum_task;
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f")))
+static float sum_avx512(const float *x, size_t count) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 64 <= count; i += 64) {
+    a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + i));
+    a1 = _mm512_add_ps(a1, _mm512_loadu_ps(x + i + 16));
+    a2 = _mm512_add_ps(a2, _mm512_loadu_ps(x + i + 32));
+    a3 = _mm512_add_ps(a3, _mm512_loadu_ps(x + i + 48));
+  }
+  float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  for (; i < count; i++) sum += x[i];
+  return sum;
+}
+#endif
+
+static void sum_chunk(void *context, int chunk) {
+  sum_task *t = context;
+  const size_t begin = (size_t)chunk * t->chunk;
+  const size_t end = begin + t->chunk < t->count ? begin + t->chunk : t->count;
+  float sum = 0;
+#if defined(__x86_64__)
+  if (xl_uses_avx512()) {
+    t->partial[chunk] = sum_avx512(t->x + begin, end - begin);
+    return;
+  }
+#endif
+  for (size_t i = begin; i < end; i++) sum += t->x[i];
+  t->partial[chunk] = sum;
+}
+
+float xl_sum_f32(const float *x, size_t count) {
+  sum_task task = {.x = x, .count = count};
+  size_t chunks = 4 * (size_t)xl_pool_threads();
+  if (chunks > 256) chunks = 256;
+  task.chunk = (count + chunks - 1) / chunks;
+  if (task.chunk == 0) task.chunk = 1;
+  chunks = (count + task.chunk - 1) / task.chunk;
+  xl_pool_run(sum_chunk, &task, (int)chunks);
+  float sum = 0;
+  for (size_t c = 0; c < chunks; c++) sum += task.partial[c];
+  return sum;
+}

@@ -1,0 +1,147 @@
+// A pool of worker threads for the matrix-vector products of decode.
+//
+// One decoded token runs a few hundred products of a few microseconds each, so waking a
+// sleeping thread for every product (a futex round trip, as DispatchQueue.concurrentPerform
+// does) costs a large share of the token. Here the workers spin for about a millisecond after
+// each task and only then sleep on a condition variable, so back-to-back products hand over
+// in well under a microsecond while an idle process (a chat waiting for input) uses no
+// processor time.
+//
+// A task is cut into chunks that the caller and the workers claim one at a time, so that a
+// worker the system has not scheduled (the cores busy with another process) delays nothing:
+// the caller claims its chunks too, and waits only for chunks that a worker has started.
+//
+// `claim` packs the task's number (upper 32 bits) with the next unclaimed chunk (lower 32).
+// A chunk is claimed by a compare-and-swap that also checks the task number, so a worker
+// that wakes after its task ended claims nothing of it, and a task's context stays alive
+// while any of its chunks is claimed and unfinished, because the caller returns only after
+// all its chunks are finished.
+
+#include "ckernels.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define XL_PAUSE() _mm_pause()
+#else
+#define XL_PAUSE() ((void)0)
+#endif
+
+enum { max_threads = 64, spin_limit = 20000 };
+
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  pthread_mutex_t setup;
+  _Atomic uint64_t claim;
+  _Atomic uint32_t finished;
+  _Atomic int sleepers;
+  // Held by the one caller whose task is running; a caller that finds it held runs alone.
+  atomic_flag busy;
+  _Atomic int threads;  // threads a task may use, the caller included
+  int started;          // worker threads created so far
+  // Written by the caller before it publishes a new task number in `claim`.
+  xl_pool_task task;
+  void *context;
+  uint32_t chunks;
+} pool = {
+  .lock = PTHREAD_MUTEX_INITIALIZER,
+  .wake = PTHREAD_COND_INITIALIZER,
+  .setup = PTHREAD_MUTEX_INITIALIZER,
+  .busy = ATOMIC_FLAG_INIT,
+  .threads = 1,
+};
+
+// Claims and runs chunks of task number `number` until none is left.
+static void run_chunks(uint32_t number) {
+  for (;;) {
+    uint64_t word = atomic_load_explicit(&pool.claim, memory_order_acquire);
+    if ((uint32_t)(word >> 32) != number) return;
+    const uint32_t chunk = (uint32_t)word;
+    if (chunk >= pool.chunks) return;
+    if (!atomic_compare_exchange_weak(&pool.claim, &word, word + 1)) continue;
+    pool.task(pool.context, (int)chunk);
+    atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
+  }
+}
+
+static void *worker_main(void *argument) {
+  // Workers are numbered from 1; the caller of a task counts as thread 0.
+  const int index = (int)(intptr_t)argument;
+  uint32_t seen = (uint32_t)(atomic_load(&pool.claim) >> 32);
+  for (;;) {
+    int spins = 0;
+    uint32_t number;
+    while ((number = (uint32_t)(atomic_load_explicit(&pool.claim, memory_order_acquire) >> 32)) == seen) {
+      if (++spins < spin_limit) {
+        XL_PAUSE();
+        continue;
+      }
+      // Sequentially consistent with the caller's store to `claim` followed by its read of
+      // `sleepers`: either the caller sees this sleeper and signals, or this thread sees the
+      // new task number before it waits.
+      pthread_mutex_lock(&pool.lock);
+      atomic_fetch_add(&pool.sleepers, 1);
+      while ((uint32_t)(atomic_load(&pool.claim) >> 32) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+      atomic_fetch_sub(&pool.sleepers, 1);
+      pthread_mutex_unlock(&pool.lock);
+      spins = 0;
+    }
+    seen = number;
+    if (index < atomic_load_explicit(&pool.threads, memory_order_relaxed)) run_chunks(number);
+  }
+  return NULL;
+}
+
+void xl_pool_set_threads(int threads) {
+  if (threads < 1) threads = 1;
+  if (threads > max_threads) threads = max_threads;
+  pthread_mutex_lock(&pool.setup);
+  for (; pool.started < threads - 1; pool.started++) {
+    pthread_t thread;
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    const int created = pthread_create(&thread, &attributes, worker_main, (void *)(intptr_t)(pool.started + 1));
+    pthread_attr_destroy(&attributes);
+    if (created != 0) break;
+  }
+  // Fewer threads than asked when the system refused to create more.
+  atomic_store(&pool.threads, threads <= pool.started + 1 ? threads : pool.started + 1);
+  pthread_mutex_unlock(&pool.setup);
+}
+
+int xl_pool_threads(void) { return atomic_load(&pool.threads); }
+
+void xl_pool_run(xl_pool_task task, void *context, int chunks) {
+  if (chunks <= 0) return;
+  if (chunks == 1 || atomic_load(&pool.threads) == 1 || atomic_flag_test_and_set(&pool.busy)) {
+    // Alone: one chunk, no workers, or another thread's task holds the pool.
+    for (int chunk = 0; chunk < chunks; chunk++) task(context, chunk);
+    return;
+  }
+  pool.task = task;
+  pool.context = context;
+  pool.chunks = (uint32_t)chunks;
+  atomic_store_explicit(&pool.finished, 0, memory_order_relaxed);
+  const uint32_t number = (uint32_t)(atomic_load(&pool.claim) >> 32) + 1;
+  atomic_store(&pool.claim, (uint64_t)number << 32);
+  if (atomic_load(&pool.sleepers) > 0) {
+    pthread_mutex_lock(&pool.lock);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+  }
+  run_chunks(number);
+  // Only chunks that a worker claimed and has not finished remain.
+  for (int spins = 0; atomic_load_explicit(&pool.finished, memory_order_acquire) < (uint32_t)chunks; spins++) {
+    if (spins < spin_limit) {
+      XL_PAUSE();
+    } else {
+      sched_yield();
+    }
+  }
+  atomic_flag_clear(&pool.busy);
+}
