@@ -40,6 +40,10 @@ enum DistillCommand: Command {
     OptionSpec(name: "--validate-every", valueName: "N", help: "validation loss every N updates, 0 for never", defaultDescription: "50"),
     OptionSpec(name: "--validation-batches", valueName: "N", help: "batches per validation loss", defaultDescription: "4"),
     OptionSpec(name: "--seed", valueName: "N", help: "seed of the batch order", defaultDescription: "0"),
+    OptionSpec(
+      name: "--precision", valueName: "P",
+      help: "matrix products in bfloat16 (float32 sums, about twice as fast) or float32",
+      defaultDescription: "bfloat16 where the processor has AVX-512 BF16, else float32"),
     OptionSpec(name: "--resume", valueName: nil, help: "continue the run in --out from its latest checkpoint, with its saved settings"),
     threadsOption,
   ]
@@ -65,6 +69,12 @@ enum DistillCommand: Command {
       if options.flag("--resume") { stderrLine("no checkpoint in \(out.path); starting a new run") }
       configuration = try configurationFromOptions(options)
     }
+    let precision = configuration.productPrecision ?? .float32
+    if precision == .bfloat16 && !BLAS.bfloat16ProductsAvailable {
+      throw CommandLineError.conflicting(
+        "the run in \(out.path) computes its products in bfloat16, which needs AVX-512 BF16; this processor lacks it")
+    }
+    BLAS.productPrecision = precision
 
     let (trainShards, validationShards, manifest) = try openData(dataFolder)
     let (studentConfiguration, studentWeights, tokenizer, template, _) = try ModelLoader.open(studentPath)
@@ -89,7 +99,9 @@ enum DistillCommand: Command {
       stderrLine("note: \(note)")
     }
     let plan = distiller.configuration.stages.map { "stage \($0.stage.rawValue): \($0.steps) steps, lr \($0.learningRate), \($0.schedule)" }
-    stderrLine("plan (\(distiller.configuration.tokensPerStep) tokens per step): " + plan.joined(separator: "; "))
+    stderrLine(
+      "plan (\(distiller.configuration.tokensPerStep) tokens per step, \(precision.rawValue) products): "
+        + plan.joined(separator: "; "))
 
     signal(SIGINT) { _ in interruptRequested = 1 }
     var lastPrint = Date.distantPast
@@ -125,6 +137,18 @@ enum DistillCommand: Command {
     base.validationInterval = try options.integer("--validate-every", default: 50, range: 0...Int(Int32.max))
     base.validationBatches = try options.integer("--validation-batches", default: 4, range: 1...65536)
     base.seed = try unsignedOption(options, "--seed", default: 0)
+    if let text = options.string("--precision") {
+      guard let precision = ProductPrecision(rawValue: text) ?? (text == "bf16" ? .bfloat16 : text == "f32" ? .float32 : nil) else {
+        throw CommandLineError.invalidValue(option: "--precision", value: text, expected: "bfloat16 (bf16) or float32 (f32)")
+      }
+      if precision == .bfloat16 && !BLAS.bfloat16ProductsAvailable {
+        throw CommandLineError.invalidValue(
+          option: "--precision", value: text, expected: "float32: this processor lacks AVX-512 BF16")
+      }
+      base.productPrecision = precision
+    } else {
+      base.productPrecision = BLAS.bfloat16ProductsAvailable ? .bfloat16 : .float32
+    }
 
     var configuration: DistillationConfiguration
     if let stageText = options.string("--stage") {

@@ -19,6 +19,19 @@ void xl_matvec_f32(
 void xl_matvec_bf16(
     const uint16_t *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int portable);
 
+/// C = alpha · op(A) · op(B) + beta · C with op(A) (m × k), op(B) (k × n) and C (m × n), all
+/// row-major with row strides lda, ldb, ldc as stored (before transposition), like
+/// `cblas_sgemm`. A and B are rounded to bfloat16 (nearest even) and every sum is float32; see
+/// gemm_bf16.c. Runs on the thread pool. With `portable` non-zero the plain C tile runs
+/// instead of the AVX-512 BF16 one (for tests). Returns 0, or −1 when the packing buffers
+/// cannot be allocated (C is then unchanged).
+int xl_gemm_bf16(
+    int transpose_a, int transpose_b, size_t m, size_t n, size_t k, float alpha, const float *a,
+    size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc, int portable);
+
+/// 1 when the processor has AVX-512 BF16 (`vdpbf16ps`), which `xl_gemm_bf16` uses.
+int xl_uses_avx512_bf16(void);
+
 /// Σ x[i], split over the thread pool like the products: the plainest stream of reads, whose
 /// speed is the memory-bandwidth bound that `bench --kernels` reports for decode.
 float xl_sum_f32(const float *x, size_t count);
