@@ -4,9 +4,9 @@ import Foundation
 /// threads. Callers update each element independently, so the result does not depend on the
 /// split.
 enum ElementwiseSplit {
-  /// Runs `body` over `0..<count` in one range when `count` is below `minimumPerThread` times
-  /// two, else in two. The default of 2¹⁶ elements keeps small tensors on the calling thread,
-  /// where a thread hand-off would cost more than the update. Ranges start at multiples of 16.
+  /// Runs `body` over `0..<count` in one range when `count` is below twice `minimumPerThread`,
+  /// else in two. The default keeps tensors below 2¹⁶ elements on the calling thread, where a
+  /// thread hand-off would cost more than the update. Ranges start at multiples of 16.
   static func run(count: Int, minimumPerThread: Int = 1 << 15, _ body: (Range<Int>) -> Void) {
     let parts = count >= 2 * minimumPerThread ? min(2, ProcessInfo.processInfo.activeProcessorCount) : 1
     guard parts > 1 else {
