@@ -40,7 +40,7 @@ let package = Package(
       name: "XLGeneration", dependencies: ["XLTensors", "XLModels", "XLTokenizer"],
       swiftSettings: optimized),
     .target(
-      name: "XLTraining", dependencies: ["XLTensors", "XLModels", "XLTokenizer"],
+      name: "XLTraining", dependencies: ["CKernels", "XLTensors", "XLModels", "XLTokenizer"],
       swiftSettings: optimized),
     .target(
       name: "XLEval", dependencies: ["XLModels", "XLTokenizer"], swiftSettings: optimized),
@@ -55,7 +55,7 @@ let package = Package(
     .testTarget(name: "XLTokenizerTests", dependencies: ["XLTokenizer", "XLModels"]),
     .testTarget(name: "XLModelsTests", dependencies: ["XLModels", "XLFormats"]),
     .testTarget(name: "XLGenerationTests", dependencies: ["XLGeneration", "XLModels"]),
-    .testTarget(name: "XLTrainingTests", dependencies: ["XLTraining", "XLModels", "XLTensors"]),
+    .testTarget(name: "XLTrainingTests", dependencies: ["CKernels", "XLTraining", "XLModels", "XLTensors"]),
     .testTarget(name: "XLEvalTests", dependencies: ["XLEval", "XLModels"]),
     .testTarget(
       name: "XLlamaCLITests", dependencies: ["XLlamaCLI", "XLFormats", "XLModels", "XLTensors"]),

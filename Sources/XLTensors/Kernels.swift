@@ -95,6 +95,40 @@ public struct RotaryEmbedding: Sendable {
     inverseFrequencies = (0..<half).map { 1 / pow(theta, Double(2 * $0) / Double(headDim)) }
   }
 
+  /// The cosines and sines `apply` uses at positions `0..<positions`, each (positions, DH/2),
+  /// for callers that rotate many tokens at the same positions.
+  public func angleTable(positions: Int) -> (cosines: [Float], sines: [Float]) {
+    let half = headDim / 2
+    var cosines = [Float](repeating: 0, count: positions * half)
+    var sines = cosines
+    for position in 0..<positions {
+      for j in 0..<half {
+        let angle = Double(position) * inverseFrequencies[j]
+        cosines[position * half + j] = Float(cos(angle))
+        sines[position * half + j] = Float(sin(angle))
+      }
+    }
+    return (cosines, sines)
+  }
+
+  /// Rotates `heads` consecutive head vectors of one token in place by the angles of one row
+  /// of `angleTable`: cosines and sines (DH/2) each. Gives the same result as `apply` at that
+  /// row's position.
+  public func apply(
+    _ x: UnsafeMutablePointer<Float>, heads: Int, cosines: UnsafePointer<Float>, sines: UnsafePointer<Float>
+  ) {
+    let half = headDim / 2
+    for head in 0..<heads {
+      let base = x + head * headDim
+      for j in 0..<half {
+        let first = base[j]
+        let second = base[j + half]
+        base[j] = first * cosines[j] - second * sines[j]
+        base[j + half] = second * cosines[j] + first * sines[j]
+      }
+    }
+  }
+
   /// Rotates `heads` consecutive head vectors of one token at `position`, in place.
   public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
     let half = headDim / 2

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import XLTensors
 
@@ -114,23 +115,25 @@ public final class AdamW: Optimizer {
       let decays = !noDecayPatterns.contains { ParameterStore.matches(name, pattern: $0) }
       let decayFactor = 1 - learningRate * (decays ? weightDecay : 0)
       let count = parameters.value(name)!.count
-      var m = firstMoments[name] ?? [Float](repeating: 0, count: count)
-      var v = secondMoments[name] ?? [Float](repeating: 0, count: count)
+      if firstMoments[name] == nil {
+        firstMoments[name] = [Float](repeating: 0, count: count)
+        secondMoments[name] = [Float](repeating: 0, count: count)
+      }
       let (beta1, beta2, eps) = (self.beta1, self.beta2, self.eps)
 
+      // The force-unwrapped subscripts modify the dictionaries' buffers in place; binding
+      // them to a `var` first would copy every moment buffer on each step.
+      firstMoments[name]!.withUnsafeMutableBufferPointer { m in
+      secondMoments[name]!.withUnsafeMutableBufferPointer { v in
       parameters.withGradient(name) { gradient in
-        parameters.withValue(name) { value in
-          for i in 0..<count {
-            let g = gradient[i]
-            m[i] = beta1 * m[i] + (1 - beta1) * g
-            v[i] = beta2 * v[i] + (1 - beta2) * g * g
-            let denominator = v[i].squareRoot() * inverseRootCorrection2 + eps
-            value[i] = value[i] * decayFactor - stepSize * m[i] / denominator
-          }
+      parameters.withValue(name) { value in
+        let (p, mp, vp, gp) = (value.baseAddress!, m.baseAddress!, v.baseAddress!, gradient.baseAddress!)
+        ElementwiseSplit.run(count: count) { range in
+          xl_adamw_update(
+            p + range.lowerBound, mp + range.lowerBound, vp + range.lowerBound, gp + range.lowerBound,
+            range.count, beta1, beta2, eps, decayFactor, stepSize, inverseRootCorrection2)
         }
-      }
-      firstMoments[name] = m
-      secondMoments[name] = v
+      }}}}
     }
   }
 
@@ -181,27 +184,29 @@ public final class SGD: Optimizer {
 
   public func update(_ parameters: ParameterStore, learningRate: Float) {
     step += 1
+    let (momentum, weightDecay) = (self.momentum, self.weightDecay)
     for name in parameters.trainableNames {
       let count = parameters.value(name)!.count
-      var buffer = momentumBuffers[name]
-      let (momentum, weightDecay) = (self.momentum, self.weightDecay)
       parameters.withGradient(name) { gradient in
-        parameters.withValue(name) { value in
-          if momentum == 0 {
-            for i in 0..<count { value[i] -= learningRate * (gradient[i] + weightDecay * value[i]) }
-            return
-          }
-          if buffer == nil {
-            buffer = (0..<count).map { gradient[$0] + weightDecay * value[$0] }
-          } else {
-            for i in 0..<count {
-              buffer![i] = momentum * buffer![i] + gradient[i] + weightDecay * value[i]
-            }
-          }
-          for i in 0..<count { value[i] -= learningRate * buffer![i] }
+      parameters.withValue(name) { value in
+        guard momentum != 0 else {
+          for i in 0..<count { value[i] -= learningRate * (gradient[i] + weightDecay * value[i]) }
+          return
         }
-      }
-      if let buffer { momentumBuffers[name] = buffer }
+        guard momentumBuffers[name] != nil else {
+          let buffer = (0..<count).map { gradient[$0] + weightDecay * value[$0] }
+          for i in 0..<count { value[i] -= learningRate * buffer[i] }
+          momentumBuffers[name] = buffer
+          return
+        }
+        // In place through the dictionary's subscript, so the buffer is not copied.
+        momentumBuffers[name]!.withUnsafeMutableBufferPointer { buffer in
+          for i in 0..<count {
+            buffer[i] = momentum * buffer[i] + gradient[i] + weightDecay * value[i]
+            value[i] -= learningRate * buffer[i]
+          }
+        }
+      }}
     }
   }
 

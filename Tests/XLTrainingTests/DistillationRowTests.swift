@@ -41,4 +41,28 @@ struct DistillationRowTests {
     let worst = zip(fusedGrad, expectedGrad).map { abs($0 - $1) }.max()!
     #expect(worst <= 1e-6)
   }
+
+  @Test("row without teacher is cross-entropy alone", arguments: [Int32(7), -1])
+  func crossEntropyRow(target: Int32) {
+    let v = 1000
+    let student = randomFloats(v, seed: 13, scale: 8)
+    let crossEntropyScale: Float = target >= 0 ? 0.25 : 0
+    var fusedGrad = [Float](repeating: 0, count: v)
+    let parts = EndToEndPass.distillationRow(
+      student: student, teacher: nil, target: target, vocabularySize: v,
+      crossEntropyScale: crossEntropyScale, klScale: 0.5, logitsGrad: &fusedGrad)
+
+    var normalizer: [Float] = [0]
+    let crossEntropy = TrainingKernels.crossEntropyLoss(
+      logits: student, targets: [target], rows: 1, vocabSize: v, savedLogNormalizer: &normalizer)
+    var expectedGrad = [Float](repeating: 0, count: v)
+    TrainingKernels.crossEntropyLossBackward(
+      logits: student, targets: [target], rows: 1, vocabSize: v, savedLogNormalizer: normalizer,
+      scale: crossEntropyScale, logitsGrad: &expectedGrad)
+
+    #expect(abs(parts.crossEntropy - Double(crossEntropy)) <= 1e-5 * max(1, Double(crossEntropy)))
+    #expect(parts.kl == 0)
+    let worst = zip(fusedGrad, expectedGrad).map { abs($0 - $1) }.max()!
+    #expect(worst <= 1e-6)
+  }
 }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Testing
 import XLTensors
@@ -214,5 +215,100 @@ struct ScheduleTests {
     #expect(schedule.learningRate(step: 90, totalSteps: 100, peak: peak) == 0.5)
     #expect(schedule.learningRate(step: 99, totalSteps: 100, peak: peak) == 0.05)
     #expect(schedule.learningRate(step: 100, totalSteps: 100, peak: peak) == 0)
+  }
+}
+
+/// The AdamW and SGD kernels against the plain Swift formula, on both the AVX-512 and the
+/// portable C path, with tensor lengths that are not multiples of 16 and one long enough to be
+/// split over two threads. Tolerance: 1e-6 relative (the kernels round each operation as the
+/// formula does, so in practice they agree exactly).
+@Suite("Optimizer kernels", .serialized)
+struct OptimizerKernelTests {
+  static let lengths = ["short": 37, "long": 70_001]
+
+  static func randomStore(seed: UInt64) -> ParameterStore {
+    var random = SplitMix64(seed: seed)
+    return ParameterStore(lengths.mapValues { count in
+      Tensor(shape: [count], data: (0..<count).map { _ in random.nextNormal() })
+    })
+  }
+
+  static func setRandomGradients(_ store: ParameterStore, seed: UInt64) {
+    var random = SplitMix64(seed: seed)
+    for name in store.names {
+      store.withGradient(name) { for i in $0.indices { $0[i] = random.nextNormal() * 0.1 } }
+    }
+  }
+
+  static func relativeError(_ a: [Float], _ b: [Float]) -> Float {
+    zip(a, b).map { abs($0 - $1) / max(abs($1), 1e-30) }.max() ?? 0
+  }
+
+  @Test("AdamW kernel equals the formula", arguments: [false, true])
+  func adamWKernel(portableOnly: Bool) {
+    xl_training_set_portable_only(portableOnly ? 1 : 0)
+    defer { xl_training_set_portable_only(0) }
+    let store = Self.randomStore(seed: 1)
+    let optimizer = AdamW(noDecayPatterns: ["short"])
+    let (beta1, beta2, eps): (Float, Float, Float) = (0.9, 0.95, 1e-8)
+    var values = Dictionary(uniqueKeysWithValues: store.names.map { ($0, store.value($0)!.data) })
+    var m = values.mapValues { [Float](repeating: 0, count: $0.count) }
+    var v = m
+
+    for (step, learningRate) in [Float(1e-2), 5e-3, 2e-3].enumerated() {
+      Self.setRandomGradients(store, seed: UInt64(10 + step))
+      optimizer.update(store, learningRate: learningRate)
+
+      let t = Float(step + 1)
+      let stepSize = learningRate / (1 - pow(beta1, t))
+      let inverseRootCorrection2 = 1 / (1 - pow(beta2, t)).squareRoot()
+      for name in store.names {
+        let decayFactor = 1 - learningRate * (name == "short" ? 0 : 0.1)
+        let g = store.gradient(name)!.data
+        for i in g.indices {
+          m[name]![i] = beta1 * m[name]![i] + (1 - beta1) * g[i]
+          v[name]![i] = beta2 * v[name]![i] + (1 - beta2) * g[i] * g[i]
+          let denominator = v[name]![i].squareRoot() * inverseRootCorrection2 + eps
+          values[name]![i] = values[name]![i] * decayFactor - stepSize * m[name]![i] / denominator
+        }
+      }
+    }
+    for name in store.names {
+      let valueError = Self.relativeError(store.value(name)!.data, values[name]!)
+      #expect(valueError <= 1e-6, "\(name): values differ by \(valueError) relative")
+      let firstError = Self.relativeError(optimizer.firstMoments[name]!, m[name]!)
+      #expect(firstError <= 1e-6, "\(name): first moments differ by \(firstError) relative")
+      let secondError = Self.relativeError(optimizer.secondMoments[name]!, v[name]!)
+      #expect(secondError <= 1e-6, "\(name): second moments differ by \(secondError) relative")
+    }
+  }
+
+  @Test("SGD momentum in place equals the formula")
+  func sgdMomentum() {
+    let store = Self.randomStore(seed: 2)
+    let optimizer = SGD(momentum: 0.9, weightDecay: 0.01)
+    var values = Dictionary(uniqueKeysWithValues: store.names.map { ($0, store.value($0)!.data) })
+    var buffers: [String: [Float]] = [:]
+    for step in 0..<3 {
+      Self.setRandomGradients(store, seed: UInt64(20 + step))
+      optimizer.update(store, learningRate: 0.1)
+      for name in store.names {
+        let g = store.gradient(name)!.data
+        var b = buffers[name] ?? []
+        for i in g.indices {
+          if step == 0 {
+            b.append(g[i] + 0.01 * values[name]![i])
+          } else {
+            b[i] = 0.9 * b[i] + g[i] + 0.01 * values[name]![i]
+          }
+          values[name]![i] -= 0.1 * b[i]
+        }
+        buffers[name] = b
+      }
+    }
+    for name in store.names {
+      let error = Self.relativeError(store.value(name)!.data, values[name]!)
+      #expect(error <= 1e-6, "\(name): values differ by \(error) relative")
+    }
   }
 }

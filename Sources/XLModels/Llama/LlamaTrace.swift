@@ -52,8 +52,10 @@ extension LlamaModel {
 
     var states = [Tensor(shape: [rows, length, d], data: hidden)]
     var maps: [Tensor] = []
+    let angles = rotary.angleTable(positions: length)
     for layer in 0..<c.layerCount {
-      let map = traceLayer(layer, hidden: &hidden, rows: rows, length: length, keepAttention: includeAttention)
+      let map = traceLayer(
+        layer, hidden: &hidden, rows: rows, length: length, keepAttention: includeAttention, angles: angles)
       if includeAttention { maps.append(map) }
       states.append(Tensor(shape: [rows, length, d], data: hidden))
     }
@@ -67,7 +69,11 @@ extension LlamaModel {
 
   // hidden: (B·S, D), updated in place to the layer's output; returns the attention map
   // (B, NH, S, S) when `keepAttention`, else an empty tensor.
-  private func traceLayer(_ index: Int, hidden: inout [Float], rows: Int, length s: Int, keepAttention: Bool) -> Tensor {
+  // `angles` is the rotary table for positions 0..<S, shared by all layers.
+  private func traceLayer(
+    _ index: Int, hidden: inout [Float], rows: Int, length s: Int, keepAttention: Bool,
+    angles: (cosines: [Float], sines: [Float])
+  ) -> Tensor {
     let c = configuration
     let weights = layers[index]
     let d = c.hiddenSize
@@ -86,13 +92,16 @@ extension LlamaModel {
     weights.keyProjection.apply(normed, count: tokens, into: &keys)
     weights.valueProjection.apply(normed, count: tokens, into: &values)
     queries.withUnsafeMutableBufferPointer { q in
-      keys.withUnsafeMutableBufferPointer { k in
-        for token in 0..<tokens {
-          rotary.apply(q.baseAddress! + token * queryWidth, heads: nh, position: token % s)
-          rotary.apply(k.baseAddress! + token * keyWidth, heads: c.keyValueHeadCount, position: token % s)
-        }
+    keys.withUnsafeMutableBufferPointer { k in
+    angles.cosines.withUnsafeBufferPointer { cosines in
+    angles.sines.withUnsafeBufferPointer { sines in
+      let half = dh / 2
+      for token in 0..<tokens {
+        let (cosine, sine) = (cosines.baseAddress! + (token % s) * half, sines.baseAddress! + (token % s) * half)
+        rotary.apply(q.baseAddress! + token * queryWidth, heads: nh, cosines: cosine, sines: sine)
+        rotary.apply(k.baseAddress! + token * keyWidth, heads: c.keyValueHeadCount, cosines: cosine, sines: sine)
       }
-    }
+    }}}}
 
     var attended = [Float](repeating: 0, count: tokens * queryWidth)
     var map = [Float](repeating: 0, count: keepAttention ? rows * nh * s * s : 0)

@@ -1,0 +1,185 @@
+// The AdamW update and the stage-3 row loss, which Swift runs one scalar element at a time
+// (with libm's expf per vocabulary entry in the loss). Shapes: AdamW works on any flattened
+// tensor of N elements; the row loss on one position's V logits.
+//
+// Floating-point contraction is off in this file so that the portable path rounds each
+// operation as written; the AVX-512 paths use fused multiply-add only where a comment says so.
+
+#include "training_kernels.h"
+
+#include <math.h>
+
+#pragma STDC FP_CONTRACT OFF
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// exp on 16 lanes: x = k · ln 2 + r with k = round(x / ln 2), ln 2 split in two parts
+// (Cody–Waite) so that r stays exact, e^r from its degree-7 Taylor polynomial (|r| ≤ ln 2 / 2,
+// truncation below 1e-8 relative) in fused Horner form, then scaled by 2^k. Inputs are clamped
+// to [−87.3, 88.7], so an input below −87.3 gives about 1.2e-38 instead of 0.
+__attribute__((target("avx512f")))
+static inline __m512 train_exp512(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
+  const __m512 k = _mm512_roundscale_ps(
+      _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, k);
+}
+
+// Adds the 16 floats of `x` to two 8-lane double accumulators.
+__attribute__((target("avx512f")))
+static inline void add_to_doubles(__m512 x, __m512d *low, __m512d *high) {
+  *low = _mm512_add_pd(*low, _mm512_cvtps_pd(_mm512_castps512_ps256(x)));
+  *high = _mm512_add_pd(
+      *high, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))));
+}
+
+static inline __mmask16 tail_mask(size_t remaining) {
+  return (__mmask16)((1u << remaining) - 1u);
+}
+
+__attribute__((target("avx512f")))
+static void adamw_avx512(
+    float *value, float *m, float *v, const float *g, size_t count, float beta1, float beta2,
+    float eps, float decay_factor, float step_size, float inverse_root_correction2) {
+  const __m512 b1 = _mm512_set1_ps(beta1), b2 = _mm512_set1_ps(beta2);
+  const __m512 one_minus_b1 = _mm512_set1_ps(1 - beta1), one_minus_b2 = _mm512_set1_ps(1 - beta2);
+  const __m512 e = _mm512_set1_ps(eps), decay = _mm512_set1_ps(decay_factor);
+  const __m512 step = _mm512_set1_ps(step_size), correction = _mm512_set1_ps(inverse_root_correction2);
+  for (size_t i = 0; i < count; i += 16) {
+    const __mmask16 mask = count - i >= 16 ? (__mmask16)0xFFFF : tail_mask(count - i);
+    const __m512 gi = _mm512_maskz_loadu_ps(mask, g + i);
+    const __m512 mi = _mm512_add_ps(
+        _mm512_mul_ps(b1, _mm512_maskz_loadu_ps(mask, m + i)), _mm512_mul_ps(one_minus_b1, gi));
+    const __m512 vi = _mm512_add_ps(
+        _mm512_mul_ps(b2, _mm512_maskz_loadu_ps(mask, v + i)),
+        _mm512_mul_ps(_mm512_mul_ps(one_minus_b2, gi), gi));
+    const __m512 denominator = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vi), correction), e);
+    const __m512 update = _mm512_div_ps(_mm512_mul_ps(step, mi), denominator);
+    const __m512 pi = _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, value + i), decay), update);
+    _mm512_mask_storeu_ps(m + i, mask, mi);
+    _mm512_mask_storeu_ps(v + i, mask, vi);
+    _mm512_mask_storeu_ps(value + i, mask, pi);
+  }
+}
+
+__attribute__((target("avx512f")))
+static float log_sum_exp_avx512(const float *x, size_t count) {
+  __m512 largest = _mm512_set1_ps(-INFINITY);
+  for (size_t i = 0; i < count; i += 16) {
+    const __mmask16 mask = count - i >= 16 ? (__mmask16)0xFFFF : tail_mask(count - i);
+    largest = _mm512_mask_max_ps(largest, mask, largest, _mm512_maskz_loadu_ps(mask, x + i));
+  }
+  const float top = _mm512_reduce_max_ps(largest);
+  const __m512 shift = _mm512_set1_ps(top);
+  __m512d low = _mm512_setzero_pd(), high = _mm512_setzero_pd();
+  for (size_t i = 0; i < count; i += 16) {
+    const __mmask16 mask = count - i >= 16 ? (__mmask16)0xFFFF : tail_mask(count - i);
+    const __m512 e = train_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), shift));
+    add_to_doubles(_mm512_maskz_mov_ps(mask, e), &low, &high);
+  }
+  const double total = _mm512_reduce_add_pd(_mm512_add_pd(low, high));
+  return top + (float)log(total);
+}
+
+__attribute__((target("avx512f")))
+static double distillation_row_avx512(
+    const float *student, float student_log_z, const float *teacher, float teacher_log_z,
+    size_t count, float q_scale, float kl_scale, float *grad) {
+  const __m512 zs = _mm512_set1_ps(student_log_z), zt = _mm512_set1_ps(teacher_log_z);
+  const __m512 qs = _mm512_set1_ps(q_scale), ks = _mm512_set1_ps(kl_scale);
+  __m512d low = _mm512_setzero_pd(), high = _mm512_setzero_pd();
+  for (size_t i = 0; i < count; i += 16) {
+    const __mmask16 mask = count - i >= 16 ? (__mmask16)0xFFFF : tail_mask(count - i);
+    const __m512 log_q = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, student + i), zs);
+    if (teacher == NULL) {
+      if (grad != NULL) _mm512_mask_storeu_ps(grad + i, mask, _mm512_mul_ps(qs, train_exp512(log_q)));
+      continue;
+    }
+    const __m512 log_p = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, teacher + i), zt);
+    const __m512 p = train_exp512(log_p);
+    add_to_doubles(_mm512_maskz_mov_ps(mask, _mm512_mul_ps(p, _mm512_sub_ps(log_p, log_q))), &low, &high);
+    if (grad != NULL) {
+      const __m512 g = _mm512_sub_ps(_mm512_mul_ps(qs, train_exp512(log_q)), _mm512_mul_ps(ks, p));
+      _mm512_mask_storeu_ps(grad + i, mask, g);
+    }
+  }
+  return _mm512_reduce_add_pd(_mm512_add_pd(low, high));
+}
+#endif
+
+static volatile int portable_only = 0;
+
+void xl_training_set_portable_only(int value) { portable_only = value; }
+
+int xl_training_uses_avx512(void) {
+#if defined(__x86_64__)
+  return !portable_only && __builtin_cpu_supports("avx512f") ? 1 : 0;
+#else
+  return 0;
+#endif
+}
+
+void xl_adamw_update(
+    float *value, float *m, float *v, const float *g, size_t count, float beta1, float beta2,
+    float eps, float decay_factor, float step_size, float inverse_root_correction2) {
+#if defined(__x86_64__)
+  if (xl_training_uses_avx512()) {
+    adamw_avx512(value, m, v, g, count, beta1, beta2, eps, decay_factor, step_size, inverse_root_correction2);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < count; i++) {
+    const float gi = g[i];
+    m[i] = beta1 * m[i] + (1 - beta1) * gi;
+    v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
+    const float denominator = sqrtf(v[i]) * inverse_root_correction2 + eps;
+    value[i] = value[i] * decay_factor - step_size * m[i] / denominator;
+  }
+}
+
+float xl_log_sum_exp(const float *x, size_t count) {
+#if defined(__x86_64__)
+  if (xl_training_uses_avx512()) return log_sum_exp_avx512(x, count);
+#endif
+  float top = -INFINITY;
+  for (size_t i = 0; i < count; i++) top = x[i] > top ? x[i] : top;
+  double total = 0;
+  for (size_t i = 0; i < count; i++) total += (double)expf(x[i] - top);
+  return top + (float)log(total);
+}
+
+double xl_distillation_row(
+    const float *student, float student_log_z, const float *teacher, float teacher_log_z,
+    size_t count, float q_scale, float kl_scale, float *grad) {
+#if defined(__x86_64__)
+  if (xl_training_uses_avx512()) {
+    return distillation_row_avx512(
+        student, student_log_z, teacher, teacher_log_z, count, q_scale, kl_scale, grad);
+  }
+#endif
+  double kl = 0;
+  for (size_t i = 0; i < count; i++) {
+    const float log_q = student[i] - student_log_z;
+    if (teacher == NULL) {
+      if (grad != NULL) grad[i] = q_scale * expf(log_q);
+      continue;
+    }
+    const float log_p = teacher[i] - teacher_log_z;
+    const float p = expf(log_p);
+    kl += (double)(p * (log_p - log_q));
+    if (grad != NULL) grad[i] = q_scale * expf(log_q) - kl_scale * p;
+  }
+  return kl;
+}
