@@ -26,13 +26,23 @@
 
 enum { tile_rows = 8, tile_columns = 32 };
 
-static inline uint32_t bf16_round(float value) {
-  union { float f; uint32_t u; } bits = { .f = value };
-  if ((bits.u & 0x7FFFFFFFu) > 0x7F800000u) return (bits.u >> 16) | 0x40u;  // NaN stays NaN
-  return (bits.u + 0x7FFFu + ((bits.u >> 16) & 1u)) >> 16;
+// float32 bits → bfloat16 bits, rounding to nearest even; a NaN stays a (quiet) NaN.
+// Branch-free, so that the packing loops below vectorize.
+static inline uint32_t bf16_bits(uint32_t u) {
+  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t quiet = (u >> 16) | 0x40u;
+  return (u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : rounded;
 }
 
-static inline uint32_t pair(float even, float odd) { return bf16_round(even) | (bf16_round(odd) << 16); }
+// words[j] = bf16(even[j]) | bf16(odd[j]) << 16 for j < count; odd NULL stands for zeros.
+static inline void interleave(const float *even, const float *odd, size_t count, uint32_t *words) {
+  const uint32_t *e = (const uint32_t *)even, *o = (const uint32_t *)odd;
+  if (o) {
+    for (size_t j = 0; j < count; j++) words[j] = bf16_bits(e[j]) | (bf16_bits(o[j]) << 16);
+  } else {
+    for (size_t j = 0; j < count; j++) words[j] = bf16_bits(e[j]);
+  }
+}
 
 typedef struct {
   size_t m, n, k, pairs, row_blocks, column_blocks;
@@ -50,51 +60,98 @@ typedef struct {
   int portable;
 } gemm_task;
 
-// Packs row block `block` of op(A): 8 rows × `pairs` words, rows past M as zeros. The loops
-// run along whichever index is contiguous in memory.
-static void pack_a_block(const gemm_task *t, size_t block) {
-  uint32_t *out = t->packed_a + block * t->pairs * tile_rows;
-  const size_t row0 = block * tile_rows;
-  const size_t rows = t->m - row0 < tile_rows ? t->m - row0 : tile_rows;
-  if (rows < tile_rows) memset(out, 0, t->pairs * tile_rows * sizeof(uint32_t));
-  if (t->transpose_a) {
-    // op(A)[row][k] = A[k · lda + row]: rows are contiguous.
-    for (size_t p = 0; p < t->pairs; p++) {
-      const float *even = t->a + 2 * p * t->lda + row0;
-      const float *odd = 2 * p + 1 < t->k ? even + t->lda : NULL;
-      for (size_t r = 0; r < rows; r++) out[p * tile_rows + r] = pair(even[r], odd ? odd[r] : 0.0f);
+// Packs `count` lines (rows of op(A) or columns of op(B)) starting at `first` into `out`, a
+// block of `pairs` × `width` words: out[p · width + i] holds line first + i's pair p; lines past
+// `count` stay zero. `along_k` says whether a line is contiguous in memory (element k of line i
+// at x[(first + i) · ld + k]) or the lines are (element k of line i at x[k · ld + first + i]).
+// The body is shared by the AVX-512 and portable copies below, which differ only in the
+// instructions the compiler may use.
+static inline void pack_lines_body(
+    const float *x, size_t ld, int along_k, size_t first, size_t count, size_t k, size_t pairs,
+    size_t width, uint32_t *out) {
+  if (count < width) memset(out, 0, pairs * width * sizeof(uint32_t));
+  if (along_k) {
+    const size_t full = k / 2;
+    for (size_t i = 0; i < count; i++) {
+      const uint32_t *u = (const uint32_t *)(x + (first + i) * ld);
+      // Strided stores: the loop is left scalar, which measured faster than its vector form.
+#pragma clang loop vectorize(disable)
+      for (size_t p = 0; p < full; p++) out[p * width + i] = bf16_bits(u[2 * p]) | (bf16_bits(u[2 * p + 1]) << 16);
+      if (full < pairs) out[full * width + i] = bf16_bits(u[2 * full]);
     }
   } else {
-    for (size_t r = 0; r < rows; r++) {
-      const float *row = t->a + (row0 + r) * t->lda;
-      for (size_t p = 0; p < t->pairs; p++) {
-        out[p * tile_rows + r] = pair(row[2 * p], 2 * p + 1 < t->k ? row[2 * p + 1] : 0.0f);
-      }
+    for (size_t p = 0; p < pairs; p++) {
+      const float *even = x + 2 * p * ld + first;
+      interleave(even, 2 * p + 1 < k ? even + ld : NULL, count, out + p * width);
     }
   }
 }
 
-// Packs column block `block` of op(B): `pairs` × 32 words, columns past N as zeros. op(B) is
-// (K × N); element (k, n) is B[k · ldb + n], or B[n · ldb + k] when transposed.
-static void pack_b_block(const gemm_task *t, size_t block) {
-  uint32_t *out = t->packed_b + block * t->pairs * tile_columns;
-  const size_t column0 = block * tile_columns;
-  const size_t columns = t->n - column0 < tile_columns ? t->n - column0 : tile_columns;
-  if (columns < tile_columns) memset(out, 0, t->pairs * tile_columns * sizeof(uint32_t));
-  if (t->transpose_b) {
-    for (size_t j = 0; j < columns; j++) {
-      const float *column = t->b + (column0 + j) * t->ldb;
-      for (size_t p = 0; p < t->pairs; p++) {
-        out[p * tile_columns + j] = pair(column[2 * p], 2 * p + 1 < t->k ? column[2 * p + 1] : 0.0f);
-      }
+#if defined(__x86_64__)
+// The contiguous case on AVX-512 BF16: 32 floats of a line become 16 pair words in one
+// `vcvtne2ps2bf16` (nearest even; subnormal inputs become zero), which a scatter writes to
+// their 16 places, `width` words apart.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void pack_along_k_avx512(
+    const float *x, size_t ld, size_t first, size_t count, size_t k, size_t pairs, size_t width, uint32_t *out) {
+  if (count < width) memset(out, 0, pairs * width * sizeof(uint32_t));
+  const __m512i places = _mm512_mullo_epi32(
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)width));
+  const size_t vector_pairs = 16 * (k / 32);
+  const size_t full = k / 2;
+  for (size_t i = 0; i < count; i++) {
+    const float *source = x + (first + i) * ld;
+    for (size_t p0 = 0; p0 < vector_pairs; p0 += 16) {
+      const __m512 low = _mm512_loadu_ps(source + 2 * p0), high = _mm512_loadu_ps(source + 2 * p0 + 16);
+      const __m512i words = (__m512i)_mm512_cvtne2ps_pbh(high, low);
+      _mm512_i32scatter_epi32(out + p0 * width + i, places, words, 4);
     }
-  } else {
-    for (size_t p = 0; p < t->pairs; p++) {
-      const float *even = t->b + 2 * p * t->ldb + column0;
-      const float *odd = 2 * p + 1 < t->k ? even + t->ldb : NULL;
-      for (size_t j = 0; j < columns; j++) out[p * tile_columns + j] = pair(even[j], odd ? odd[j] : 0.0f);
-    }
+    const uint32_t *u = (const uint32_t *)source;
+    for (size_t p = vector_pairs; p < full; p++) out[p * width + i] = bf16_bits(u[2 * p]) | (bf16_bits(u[2 * p + 1]) << 16);
+    if (full < pairs) out[full * width + i] = bf16_bits(u[2 * full]);
   }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void pack_lines_avx512(
+    const float *x, size_t ld, int along_k, size_t first, size_t count, size_t k, size_t pairs,
+    size_t width, uint32_t *out) {
+  pack_lines_body(x, ld, along_k, first, count, k, pairs, width, out);
+}
+#endif
+
+static void pack_lines(
+    const float *x, size_t ld, int along_k, size_t first, size_t count, size_t k, size_t pairs,
+    size_t width, uint32_t *out) {
+#if defined(__x86_64__)
+  if (along_k && xl_uses_avx512_bf16()) {
+    pack_along_k_avx512(x, ld, first, count, k, pairs, width, out);
+    return;
+  }
+  if (xl_uses_avx512()) {
+    pack_lines_avx512(x, ld, along_k, first, count, k, pairs, width, out);
+    return;
+  }
+#endif
+  pack_lines_body(x, ld, along_k, first, count, k, pairs, width, out);
+}
+
+// Row block `block` of op(A) (m × k): 8 rows, contiguous along k unless A is transposed.
+static void pack_a_block(const gemm_task *t, size_t block) {
+  const size_t first = block * tile_rows;
+  const size_t count = t->m - first < tile_rows ? t->m - first : tile_rows;
+  pack_lines(
+      t->a, t->lda, !t->transpose_a, first, count, t->k, t->pairs, tile_rows,
+      t->packed_a + block * t->pairs * tile_rows);
+}
+
+// Column block `block` of op(B) (k × n): 32 columns, contiguous along k when B is transposed.
+static void pack_b_block(const gemm_task *t, size_t block) {
+  const size_t first = block * tile_columns;
+  const size_t count = t->n - first < tile_columns ? t->n - first : tile_columns;
+  pack_lines(
+      t->b, t->ldb, t->transpose_b, first, count, t->k, t->pairs, tile_columns,
+      t->packed_b + block * t->pairs * tile_columns);
 }
 
 // Writes a finished tile: C = alpha · tile + beta · C for the rows and columns inside the
@@ -131,6 +188,27 @@ static void tile_portable(size_t pairs, const uint32_t *a, const uint32_t *b, fl
 }
 
 #if defined(__x86_64__)
+// `store_tile` with masked vector loads and stores.
+__attribute__((target("avx512f")))
+static void store_tile_avx512(const gemm_task *t, const float *tile, size_t row0, size_t column0) {
+  const size_t rows = t->m - row0 < tile_rows ? t->m - row0 : tile_rows;
+  const size_t columns = t->n - column0 < tile_columns ? t->n - column0 : tile_columns;
+  const __mmask16 mask0 = columns >= 16 ? 0xFFFF : (__mmask16)((1u << columns) - 1u);
+  const __mmask16 mask1 = columns >= 32 ? 0xFFFF : columns <= 16 ? 0 : (__mmask16)((1u << (columns - 16)) - 1u);
+  const __m512 alpha = _mm512_set1_ps(t->alpha), beta = _mm512_set1_ps(t->beta);
+  for (size_t r = 0; r < rows; r++) {
+    float *c = t->c + (row0 + r) * t->ldc + column0;
+    __m512 v0 = _mm512_mul_ps(alpha, _mm512_loadu_ps(tile + r * tile_columns));
+    __m512 v1 = _mm512_mul_ps(alpha, _mm512_loadu_ps(tile + r * tile_columns + 16));
+    if (t->beta != 0) {
+      v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask0, c), v0);
+      v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask1, c + 16), v1);
+    }
+    _mm512_mask_storeu_ps(c, mask0, v0);
+    _mm512_mask_storeu_ps(c + 16, mask1, v1);
+  }
+}
+
 __attribute__((target("avx512f,avx512bf16")))
 static void tile_avx512(size_t pairs, const uint32_t *a, const uint32_t *b, float *tile) {
   __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
@@ -207,12 +285,11 @@ static void tiles_chunk(void *context, int chunk) {
 #if defined(__x86_64__)
       if (!t->portable && xl_uses_avx512_bf16()) {
         tile_avx512(t->pairs, a, b, tile);
-      } else {
-        tile_portable(t->pairs, a, b, tile);
+        store_tile_avx512(t, tile, rb * tile_rows, cb * tile_columns);
+        continue;
       }
-#else
-      tile_portable(t->pairs, a, b, tile);
 #endif
+      tile_portable(t->pairs, a, b, tile);
       store_tile(t, tile, rb * tile_rows, cb * tile_columns);
     }
   }
@@ -229,7 +306,7 @@ static void run_blocks(xl_pool_task body, gemm_task *t, size_t blocks) {
 
 // Packing buffers, kept per thread between products up to `kept_bytes` (the products of one
 // training step repeat the same few shapes); larger ones are allocated for the one product.
-enum { kept_bytes = 32 << 20 };
+enum { kept_bytes = 128 << 20 };
 static _Thread_local uint32_t *kept_buffer;
 static _Thread_local size_t kept_words;
 
