@@ -2,10 +2,12 @@
 //
 // One decoded token runs a few hundred products of a few microseconds each, so waking a
 // sleeping thread for every product (a futex round trip, as DispatchQueue.concurrentPerform
-// does) costs a large share of the token. Here the workers spin for about a millisecond after
-// each task and only then sleep on a condition variable, so back-to-back products hand over
-// in well under a microsecond while an idle process (a chat waiting for input) uses no
-// processor time.
+// does) costs a large share of the token. Here a worker that has finished a task first spins
+// (about 20 µs), then keeps checking between `sched_yield` calls, which let another thread
+// waiting for its core run (OpenBLAS's own threads, between the products of this pool),
+// and after about 2 ms sleeps on a condition variable. So back-to-back products hand over in
+// well under a microsecond, and an idle process (a chat waiting for input) uses no processor
+// time.
 //
 // A task is cut into chunks that the caller and the workers claim one at a time, so that a
 // worker the system has not scheduled (the cores busy with another process) delays nothing:
@@ -22,6 +24,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -31,6 +34,15 @@
 #endif
 
 enum { max_threads = 64, spin_limit = 20000 };
+
+// How long an idle worker spins, then yields, before it sleeps (nanoseconds).
+static const int64_t spin_nanoseconds = 20000, yield_nanoseconds = 2000000;
+
+static int64_t now_nanoseconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
 
 static struct {
   pthread_mutex_t lock;
@@ -73,11 +85,21 @@ static void *worker_main(void *argument) {
   const int index = (int)(intptr_t)argument;
   uint32_t seen = (uint32_t)(atomic_load(&pool.claim) >> 32);
   for (;;) {
+    int64_t idle_since = 0;
     int spins = 0;
     uint32_t number;
     while ((number = (uint32_t)(atomic_load_explicit(&pool.claim, memory_order_acquire) >> 32)) == seen) {
-      if (++spins < spin_limit) {
+      if (++spins < 64) {
         XL_PAUSE();
+        continue;
+      }
+      spins = 0;
+      const int64_t now = now_nanoseconds();
+      if (idle_since == 0) idle_since = now;
+      const int64_t idle = now - idle_since;
+      if (idle < spin_nanoseconds) continue;
+      if (idle < yield_nanoseconds) {
+        sched_yield();
         continue;
       }
       // Sequentially consistent with the caller's store to `claim` followed by its read of
@@ -88,7 +110,7 @@ static void *worker_main(void *argument) {
       while ((uint32_t)(atomic_load(&pool.claim) >> 32) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
       atomic_fetch_sub(&pool.sleepers, 1);
       pthread_mutex_unlock(&pool.lock);
-      spins = 0;
+      idle_since = 0;
     }
     seen = number;
     if (index < atomic_load_explicit(&pool.threads, memory_order_relaxed)) run_chunks(number);
