@@ -183,3 +183,49 @@ double xl_distillation_row(
   }
   return kl;
 }
+
+// MARK: Gradient norm and scaling
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f")))
+static double sum_of_squares_avx512(const float *x, size_t count) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const __m512d low = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+    const __m512d high = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+    a0 = _mm512_fmadd_pd(low, low, a0);
+    a1 = _mm512_fmadd_pd(high, high, a1);
+  }
+  double sum = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+  for (; i < count; i++) sum += (double)x[i] * (double)x[i];
+  return sum;
+}
+
+__attribute__((target("avx512f")))
+static void scale_avx512(float *x, size_t count, float factor) {
+  const __m512 f = _mm512_set1_ps(factor);
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), f));
+  for (; i < count; i++) x[i] *= factor;
+}
+#endif
+
+double xl_sum_of_squares(const float *x, size_t count) {
+#if defined(__x86_64__)
+  if (xl_training_uses_avx512()) return sum_of_squares_avx512(x, count);
+#endif
+  double sum = 0;
+  for (size_t i = 0; i < count; i++) sum += (double)x[i] * (double)x[i];
+  return sum;
+}
+
+void xl_scale(float *x, size_t count, float factor) {
+#if defined(__x86_64__)
+  if (xl_training_uses_avx512()) {
+    scale_avx512(x, count, factor);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < count; i++) x[i] *= factor;
+}

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import XLTensors
 
@@ -96,18 +97,39 @@ public final class ParameterStore {
   /// then `scaleGradients(by: 1 / k)` turns the sum into the mean over micro-batches, so the
   /// result equals one step on the whole batch when each micro-batch loss is a mean.
   public func scaleGradients(by factor: Float) {
-    for index in gradients.indices {
-      gradients[index].data.withUnsafeMutableBufferPointer { buffer in
-        for i in buffer.indices { buffer[i] *= factor }
+    for index in gradients.indices { scale(index, by: factor) }
+  }
+
+  /// Multiplies gradient `index` by `factor`, on two threads for large tensors.
+  private func scale(_ index: Int, by factor: Float) {
+    gradients[index].data.withUnsafeMutableBufferPointer { buffer in
+      guard let start = buffer.baseAddress else { return }
+      let base = UncheckedPointer(start)
+      ElementwiseSplit.run(count: buffer.count) { range in
+        xl_scale(base.pointer + range.lowerBound, range.count, factor)
       }
     }
   }
 
-  /// Computes the L2 norm of all trainable gradients taken as one vector (summed in Double).
+  /// Computes the L2 norm of all trainable gradients taken as one vector (squares summed in
+  /// Double, tensor by tensor, each tensor in two halves on two threads when large; the order
+  /// is fixed, so the norm is the same on every run).
   public func globalGradientNorm() -> Float {
     var squares: Double = 0
     for (index, name) in names.enumerated() where !frozen.contains(name) {
-      for g in gradients[index].data { squares += Double(g) * Double(g) }
+      gradients[index].data.withUnsafeBufferPointer { buffer in
+        guard let start = buffer.baseAddress else { return }
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2) { halves in
+          halves.initialize(repeating: 0)
+          let base = UncheckedPointer(UnsafeMutablePointer(mutating: start))
+          let sums = UncheckedSums(pointer: halves.baseAddress!)
+          // Each range writes its own slot: the first range starts at 0, the second after it.
+          ElementwiseSplit.run(count: buffer.count) { range in
+            sums.pointer[range.lowerBound == 0 ? 0 : 1] = xl_sum_of_squares(base.pointer + range.lowerBound, range.count)
+          }
+          squares += halves[0] + halves[1]
+        }
+      }
     }
     return Float(squares.squareRoot())
   }
@@ -121,11 +143,7 @@ public final class ParameterStore {
     let norm = globalGradientNorm()
     guard norm.isFinite, norm > maxNorm else { return norm }
     let factor = maxNorm / (norm + 1e-6)
-    for (index, name) in names.enumerated() where !frozen.contains(name) {
-      gradients[index].data.withUnsafeMutableBufferPointer { buffer in
-        for i in buffer.indices { buffer[i] *= factor }
-      }
-    }
+    for (index, name) in names.enumerated() where !frozen.contains(name) { scale(index, by: factor) }
     return norm
   }
 
@@ -182,4 +200,15 @@ public final class ParameterStore {
     while p < pattern.count && pattern[p] == "*" { p += 1 }
     return p == pattern.count
   }
+}
+
+/// A pointer handed to the threads of `ElementwiseSplit`, which touch disjoint ranges of it.
+private struct UncheckedPointer: @unchecked Sendable {
+  let pointer: UnsafeMutablePointer<Float>
+  init(_ pointer: UnsafeMutablePointer<Float>) { self.pointer = pointer }
+}
+
+/// The two partial sums of a split reduction, each slot written by one thread.
+private struct UncheckedSums: @unchecked Sendable {
+  let pointer: UnsafeMutablePointer<Double>
 }

@@ -35,6 +35,14 @@ double xl_distillation_row(
     const float *student, float student_log_z, const float *teacher, float teacher_log_z,
     size_t count, float q_scale, float kl_scale, float *grad);
 
+/// Σ x[i]² over `count` elements, each square and the sums in double (the gradient norm for
+/// clipping). The AVX-512 path sums in sixteen lanes, so its rounding order differs from the
+/// portable loop's.
+double xl_sum_of_squares(const float *x, size_t count);
+
+/// x[i] *= factor for `count` elements.
+void xl_scale(float *x, size_t count, float factor);
+
 /// 1 when the AVX-512 paths of these kernels run on this processor, else 0.
 int xl_training_uses_avx512(void);
 
