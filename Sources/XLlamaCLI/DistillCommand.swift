@@ -50,6 +50,8 @@ enum DistillCommand: Command {
 
   static func run(_ options: ParsedOptions) throws {
     try applyThreads(options)
+    // Each step frees and reallocates the same large buffers; keep their pages.
+    AllocatorTuning.keepFreedMemory()
     let teacherPath = try options.required("--teacher")
     let studentPath = try options.required("--student")
     let dataFolder = URL(fileURLWithPath: try options.required("--data"))

@@ -52,6 +52,8 @@ struct MOHAWKBenchmarkTests {
 
   @Test("stage throughput on a 135M-shaped student", .enabled(if: enabled))
   func throughput() throws {
+    // As `xllama distill` does, so that the figures are the command's.
+    AllocatorTuning.keepFreedMemory()
     let c = Self.configuration()
     let tokens = Int(ProcessInfo.processInfo.environment["XLLAMA_BENCH_TOKENS"] ?? "") ?? 512
     let weights = Self.randomTeacher(c)

@@ -62,4 +62,8 @@ void xl_pool_set_threads(int threads);
 /// The threads a pool task uses, the caller included.
 int xl_pool_threads(void);
 
+/// Keeps freed memory in the process (glibc: allocations up to 32 MiB from the heap, heap
+/// trimmed only beyond 2 GiB free); returns 1 when the settings took, 0 without glibc.
+int xl_keep_freed_memory(void);
+
 #endif
