@@ -14,28 +14,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-// exp on 16 lanes: x = k · ln 2 + r with k = round(x / ln 2), ln 2 split in two parts
-// (Cody–Waite) so that r stays exact, e^r from its degree-7 Taylor polynomial (|r| ≤ ln 2 / 2,
-// truncation below 1e-8 relative) in fused Horner form, then scaled by 2^k. Inputs are clamped
-// to [−87.3, 88.7], so an input below −87.3 gives about 1.2e-38 instead of 0.
-__attribute__((target("avx512f")))
-static inline __m512 train_exp512(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
-  const __m512 k = _mm512_roundscale_ps(
-      _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, k);
-}
+#include "exp512.h"
 
 // Adds the 16 floats of `x` to two 8-lane double accumulators.
 __attribute__((target("avx512f")))
@@ -86,7 +65,7 @@ static float log_sum_exp_avx512(const float *x, size_t count) {
   __m512d low = _mm512_setzero_pd(), high = _mm512_setzero_pd();
   for (size_t i = 0; i < count; i += 16) {
     const __mmask16 mask = count - i >= 16 ? (__mmask16)0xFFFF : tail_mask(count - i);
-    const __m512 e = train_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), shift));
+    const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), shift));
     add_to_doubles(_mm512_maskz_mov_ps(mask, e), &low, &high);
   }
   const double total = _mm512_reduce_add_pd(_mm512_add_pd(low, high));
@@ -104,14 +83,14 @@ static double distillation_row_avx512(
     const __mmask16 mask = count - i >= 16 ? (__mmask16)0xFFFF : tail_mask(count - i);
     const __m512 log_q = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, student + i), zs);
     if (teacher == NULL) {
-      if (grad != NULL) _mm512_mask_storeu_ps(grad + i, mask, _mm512_mul_ps(qs, train_exp512(log_q)));
+      if (grad != NULL) _mm512_mask_storeu_ps(grad + i, mask, _mm512_mul_ps(qs, exp512(log_q)));
       continue;
     }
     const __m512 log_p = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, teacher + i), zt);
-    const __m512 p = train_exp512(log_p);
+    const __m512 p = exp512(log_p);
     add_to_doubles(_mm512_maskz_mov_ps(mask, _mm512_mul_ps(p, _mm512_sub_ps(log_p, log_q))), &low, &high);
     if (grad != NULL) {
-      const __m512 g = _mm512_sub_ps(_mm512_mul_ps(qs, train_exp512(log_q)), _mm512_mul_ps(ks, p));
+      const __m512 g = _mm512_sub_ps(_mm512_mul_ps(qs, exp512(log_q)), _mm512_mul_ps(ks, p));
       _mm512_mask_storeu_ps(grad + i, mask, g);
     }
   }
