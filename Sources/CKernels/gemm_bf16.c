@@ -4,9 +4,10 @@
 // The processor's AVX-512 BF16 instruction `vdpbf16ps` multiplies 32 pairs of bfloat16
 // numbers and adds each pair's two products into one of 16 float32 lanes, twice the
 // multiply-adds per instruction of a float32 FMA. The operands are rounded to bfloat16
-// (nearest even) while they are packed; the products are exact in float32 and every sum is
-// float32, so the result differs from a float32 product by the rounding of the operands
-// (relative 2⁻⁹ each), not by accumulated error.
+// (nearest even) while they are packed. The product of two bfloat16 numbers is exact in
+// float32 and every sum is float32 (the instruction flushes subnormals to zero), so the result
+// is the float32 product of the rounded operands up to summation order: it differs from the
+// float32 product of the original operands by their rounding (relative 2⁻⁹ each).
 //
 // Layout. K is taken in pairs (k = 2p, 2p + 1; an odd K gets a zero partner). A is packed in
 // blocks of 8 rows, [block][p][row] with one 32-bit word per (row, pair); B in blocks of 32
