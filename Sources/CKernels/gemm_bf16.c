@@ -18,6 +18,8 @@
 
 #include "ckernels.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,8 +173,8 @@ static void store_tile(const gemm_task *t, const float *tile, size_t row0, size_
   }
 }
 
-// The reference tile: the same bfloat16 pairs summed in plain C, in the order the vector
-// kernel sums them.
+// The reference tile: the same bfloat16 pairs summed in plain C. Its sums are rounded in
+// another order than the vector kernel's, so the two agree to float32 rounding, not bit for bit.
 static void tile_portable(size_t pairs, const uint32_t *a, const uint32_t *b, float *tile) {
   for (size_t i = 0; i < tile_rows * tile_columns; i++) tile[i] = 0;
   for (size_t p = 0; p < pairs; p++) {
@@ -243,12 +245,14 @@ static void tile_avx512(size_t pairs, const uint32_t *a, const uint32_t *b, floa
 
 int xl_uses_avx512_bf16(void) {
 #if defined(__x86_64__)
-  static int supported = -1;
-  if (supported < 0) {
+  static _Atomic int supported = -1;
+  int value = atomic_load_explicit(&supported, memory_order_relaxed);
+  if (value < 0) {
     __builtin_cpu_init();
-    supported = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
+    value = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
+    atomic_store_explicit(&supported, value, memory_order_relaxed);
   }
-  return supported;
+  return value;
 #else
   return 0;
 #endif
@@ -307,16 +311,23 @@ static void run_blocks(xl_pool_task body, gemm_task *t, size_t blocks) {
 
 // Packing buffers, kept per thread between products up to `kept_bytes` (the products of one
 // training step repeat the same few shapes); larger ones are allocated for the one product.
+// A thread's kept buffer is freed when the thread exits (the destructor of `kept_key`).
 enum { kept_bytes = 128 << 20 };
 static _Thread_local uint32_t *kept_buffer;
 static _Thread_local size_t kept_words;
+static pthread_key_t kept_key;
+static pthread_once_t kept_key_once = PTHREAD_ONCE_INIT;
+
+static void make_kept_key(void) { pthread_key_create(&kept_key, free); }
 
 static uint32_t *packing_buffer(size_t words) {
   if (words * sizeof(uint32_t) > kept_bytes) return malloc(words * sizeof(uint32_t));
   if (words > kept_words) {
+    pthread_once(&kept_key_once, make_kept_key);
     free(kept_buffer);
     kept_buffer = malloc(words * sizeof(uint32_t));
     kept_words = kept_buffer ? words : 0;
+    pthread_setspecific(kept_key, kept_buffer);
   }
   return kept_buffer;
 }

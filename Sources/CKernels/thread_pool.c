@@ -13,11 +13,11 @@
 // worker the system has not scheduled (the cores busy with another process) delays nothing:
 // the caller claims its chunks too, and waits only for chunks that a worker has started.
 //
-// `claim` packs the task's number (upper 32 bits) with the next unclaimed chunk (lower 32).
-// A chunk is claimed by a compare-and-swap that also checks the task number, so a worker
-// that wakes after its task ended claims nothing of it, and a task's context stays alive
-// while any of its chunks is claimed and unfinished, because the caller returns only after
-// all its chunks are finished.
+// `claim` packs the task's number (bits 32–63), its chunk count (bits 16–31) and the next
+// unclaimed chunk (bits 0–15). A chunk is claimed by a compare-and-swap of the whole word, so
+// a worker that wakes after its task ended claims nothing of it (nor of the next task, whose
+// word differs), and a task's context stays alive while any of its chunks is claimed and
+// unfinished, because the caller returns only after all its chunks are finished.
 
 #include "ckernels.h"
 
@@ -55,10 +55,9 @@ static struct {
   atomic_flag busy;
   _Atomic int threads;  // threads a task may use, the caller included
   int started;          // worker threads created so far
-  // Written by the caller before it publishes a new task number in `claim`.
+  // Written by the caller before it publishes a new task in `claim`.
   xl_pool_task task;
   void *context;
-  uint32_t chunks;
 } pool = {
   .lock = PTHREAD_MUTEX_INITIALIZER,
   .wake = PTHREAD_COND_INITIALIZER,
@@ -72,8 +71,10 @@ static void run_chunks(uint32_t number) {
   for (;;) {
     uint64_t word = atomic_load_explicit(&pool.claim, memory_order_acquire);
     if ((uint32_t)(word >> 32) != number) return;
-    const uint32_t chunk = (uint32_t)word;
-    if (chunk >= pool.chunks) return;
+    // The chunk count is part of the word, so a worker still holding an old task's number
+    // never compares against a later task's count.
+    const uint32_t chunk = (uint32_t)word & 0xFFFFu, total = ((uint32_t)word >> 16) & 0xFFFFu;
+    if (chunk >= total) return;
     if (!atomic_compare_exchange_weak(&pool.claim, &word, word + 1)) continue;
     pool.task(pool.context, (int)chunk);
     atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
@@ -140,17 +141,17 @@ int xl_pool_threads(void) { return atomic_load(&pool.threads); }
 
 void xl_pool_run(xl_pool_task task, void *context, int chunks) {
   if (chunks <= 0) return;
-  if (chunks == 1 || atomic_load(&pool.threads) == 1 || atomic_flag_test_and_set(&pool.busy)) {
-    // Alone: one chunk, no workers, or another thread's task holds the pool.
+  if (chunks == 1 || chunks > 0xFFFF || atomic_load(&pool.threads) == 1 || atomic_flag_test_and_set(&pool.busy)) {
+    // Alone: one chunk, more chunks than `claim` can count, no workers, or another thread's
+    // task holds the pool.
     for (int chunk = 0; chunk < chunks; chunk++) task(context, chunk);
     return;
   }
   pool.task = task;
   pool.context = context;
-  pool.chunks = (uint32_t)chunks;
   atomic_store_explicit(&pool.finished, 0, memory_order_relaxed);
   const uint32_t number = (uint32_t)(atomic_load(&pool.claim) >> 32) + 1;
-  atomic_store(&pool.claim, (uint64_t)number << 32);
+  atomic_store(&pool.claim, (uint64_t)number << 32 | (uint64_t)chunks << 16);
   if (atomic_load(&pool.sleepers) > 0) {
     pthread_mutex_lock(&pool.lock);
     pthread_cond_broadcast(&pool.wake);

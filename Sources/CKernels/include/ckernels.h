@@ -51,12 +51,13 @@ int xl_uses_avx512(void);
 typedef void (*xl_pool_task)(void *context, int chunk);
 
 /// Runs task(context, c) for every c in 0..<chunks on the caller and the pool's workers, and
-/// returns when all have returned. With one chunk, one thread, or while another thread's task
-/// holds the pool, the caller runs every chunk itself, in order.
+/// returns when all have returned. With one chunk, more than 65,535 chunks, one thread, or
+/// while another thread's task holds the pool, the caller runs every chunk itself, in order.
 void xl_pool_run(xl_pool_task task, void *context, int chunks);
 
 /// Sets the threads a pool task uses, the caller included (at least 1); creates the workers
-/// that are missing. A task that is running keeps the count it started with.
+/// that are missing. Workers joining a task that is running may follow either count; every
+/// chunk still runs exactly once.
 void xl_pool_set_threads(int threads);
 
 /// The threads a pool task uses, the caller included.
