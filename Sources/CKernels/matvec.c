@@ -71,6 +71,13 @@ static void bf16_rows_portable(
     _mm_prefetch((const char *)((p) + 192), _MM_HINT_NTA);  \
   } while (0)
 
+// Prefetches `bytes` bytes from `start`: the first block of rows of a chunk, which no earlier
+// pass prefetched, so that its lines are requested together rather than one miss at a time.
+static inline void prefetch_block(const void *start, size_t bytes) {
+  const uintptr_t first = (uintptr_t)start;
+  for (size_t offset = 0; offset < bytes; offset += 64) _mm_prefetch((const char *)(first + offset), _MM_HINT_NTA);
+}
+
 // Four rows per pass, so that each load of x serves four rows, sixteen columns per step; the
 // last columns%16 through a masked load. While summing rows r…r+3 it prefetches r+4…r+7,
 // which lie right after them: a step of 64 bytes per row here is 256 bytes of the next block.
@@ -81,6 +88,7 @@ static void f32_rows_avx512(
   const size_t rest = columns - 16 * steps;
   const __mmask16 mask = (__mmask16)((1u << rest) - 1u);
   const __m512 x_rest = _mm512_maskz_loadu_ps(mask, x + 16 * steps);
+  prefetch_block(w + begin * columns, 4 * columns * sizeof(float));
   size_t r = begin;
   for (; r + 4 <= end; r += 4) {
     const float *r0 = w + r * columns, *r1 = r0 + columns, *r2 = r1 + columns, *r3 = r2 + columns;
@@ -136,6 +144,7 @@ static void bf16_rows_avx512(
   const size_t steps = columns / 32;
   const size_t done = 32 * steps;
   const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
+  prefetch_block(w + begin * columns, 4 * columns * sizeof(uint16_t));
   size_t r = begin;
   for (; r + 4 <= end; r += 4) {
     const uint16_t *r0 = w + r * columns, *r1 = r0 + columns, *r2 = r1 + columns, *r3 = r2 + columns;
