@@ -20,7 +20,7 @@ struct SafetensorsMatrixTests {
 
     let matrix = try file.weightMatrix(named: "w")
     #expect(matrix.isBFloat16)
-    #expect(matrix.storage == .bfloat16(bits))
+    #expect(matrix.storage == .bfloat16(AlignedElements(bits)))
     #expect(matrix.floatValues() == [1, -2, 0.5, 3])
     #expect(try file.bfloat16Bits(named: "v") == bits)
 

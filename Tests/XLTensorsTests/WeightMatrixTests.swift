@@ -164,3 +164,26 @@ struct WeightMatrixTests {
     #expect(stacked.byteCount == 18)
   }
 }
+
+@Suite("Aligned weight storage")
+struct AlignedElementsTests {
+  @Test("weights start on a 64-byte boundary and keep their values")
+  func alignedAndEqual() {
+    for count in [0, 1, 7, 1000] {
+      let values = (0..<count).map { Float($0) - 3.5 }
+      let matrix = WeightMatrix(rows: count == 0 ? 0 : 1, columns: count, float32: values)
+      guard case .float32(let elements) = matrix.storage else {
+        Issue.record("float32 storage expected")
+        continue
+      }
+      elements.withUnsafeBufferPointer { buffer in
+        if let start = buffer.baseAddress {
+          #expect(Int(bitPattern: start) % 64 == 0, "\(count) elements start at \(start)")
+        }
+      }
+      #expect(matrix.floatValues() == values)
+      #expect(elements == AlignedElements(values))
+    }
+    #expect(AlignedElements<UInt16>([1, 2]) != AlignedElements<UInt16>([1, 3]))
+  }
+}
