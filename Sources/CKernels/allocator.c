@@ -16,3 +16,11 @@ int xl_keep_freed_memory(void) {
   return 0;
 #endif
 }
+
+int xl_release_free_memory(void) {
+#if defined(__GLIBC__)
+  return malloc_trim(0);
+#else
+  return 0;
+#endif
+}

@@ -12,4 +12,9 @@ public enum AllocatorTuning {
   /// settings took (false without glibc).
   @discardableResult
   public static func keepFreedMemory() -> Bool { xl_keep_freed_memory() == 1 }
+
+  /// Returns the allocator's free memory to the system. Loading a model frees the arrays its
+  /// weights were read into once they are copied to aligned buffers (`AlignedElements`), and
+  /// glibc keeps such freed heap memory resident; a model loader calls this when it is done.
+  public static func releaseFreeMemory() { _ = xl_release_free_memory() }
 }

@@ -67,4 +67,8 @@ int xl_pool_threads(void);
 /// trimmed only beyond 2 GiB free); returns 1 when the settings took, 0 without glibc.
 int xl_keep_freed_memory(void);
 
+/// Returns the allocator's free memory to the system (glibc's `malloc_trim(0)`); returns 1
+/// when some was released, 0 otherwise or without glibc.
+int xl_release_free_memory(void);
+
 #endif

@@ -40,6 +40,7 @@ public enum ModelLoader {
     } else {
       model = try LlamaModel(configuration: configuration, weights: weights, source: path)
     }
+    AllocatorTuning.releaseFreeMemory()
     return LoadedModel(
       model: model, tokenizer: tokenizer, chatTemplate: template, configuration: configuration,
       path: path, format: format, weights: weights)
