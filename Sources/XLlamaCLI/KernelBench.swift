@@ -60,7 +60,8 @@ enum KernelBench {
   /// the bound that decode's matrix-vector products approach.
   static func runBandwidth() {
     let count = (512 << 20) / 4
-    let values = [Float](repeating: 1, count: count)
+    // Aligned like the weights, so that the probe pays no split cache-line loads either.
+    let values = AlignedElements([Float](repeating: 1, count: count))
     var best = Double.infinity
     values.withUnsafeBufferPointer { buffer in
       for _ in 0..<5 {
