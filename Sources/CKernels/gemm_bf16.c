@@ -196,8 +196,11 @@ __attribute__((target("avx512f")))
 static void store_tile_avx512(const gemm_task *t, const float *tile, size_t row0, size_t column0) {
   const size_t rows = t->m - row0 < tile_rows ? t->m - row0 : tile_rows;
   const size_t columns = t->n - column0 < tile_columns ? t->n - column0 : tile_columns;
-  const __mmask16 mask0 = columns >= 16 ? 0xFFFF : (__mmask16)((1u << columns) - 1u);
-  const __mmask16 mask1 = columns >= 32 ? 0xFFFF : columns <= 16 ? 0 : (__mmask16)((1u << (columns - 16)) - 1u);
+  // Lanes of the tile's two 16-column halves that lie inside C.
+  const size_t low = columns < 16 ? columns : 16;
+  const size_t high = columns - low;
+  const __mmask16 mask0 = (__mmask16)((1u << low) - 1u);
+  const __mmask16 mask1 = (__mmask16)((1u << high) - 1u);
   const __m512 alpha = _mm512_set1_ps(t->alpha), beta = _mm512_set1_ps(t->beta);
   for (size_t r = 0; r < rows; r++) {
     float *c = t->c + (row0 + r) * t->ldc + column0;

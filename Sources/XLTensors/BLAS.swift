@@ -53,7 +53,7 @@ public enum BLAS {
   ) {
     if m == 0 || n == 0 { return }
     if (precision ?? productPrecision) == .bfloat16 && bfloat16ProductsAvailable && m > 1 {
-      if WeightMatrix.threadCount != Int(xl_pool_threads()) { xl_pool_set_threads(Int32(WeightMatrix.threadCount)) }
+      WeightMatrix.matchPoolThreads()
       // A failed allocation of the packing buffers falls through to float32.
       if xl_gemm_bf16(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0) == 0 {
         return
@@ -71,7 +71,7 @@ public enum BLAS {
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, portable: Bool
   ) -> Bool {
-    if WeightMatrix.threadCount != Int(xl_pool_threads()) { xl_pool_set_threads(Int32(WeightMatrix.threadCount)) }
+    WeightMatrix.matchPoolThreads()
     return xl_gemm_bf16(
       transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
       portable || !bfloat16ProductsAvailable ? 1 : 0) == 0

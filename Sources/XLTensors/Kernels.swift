@@ -25,7 +25,7 @@ public enum Kernels {
   /// Σ x[i] over `count` elements, split over the threads of `WeightMatrix.threadCount` like
   /// decode's products; `bench --kernels` times it as the memory read bandwidth bound.
   public static func parallelSum(_ x: UnsafePointer<Float>, count: Int) -> Float {
-    if xl_pool_threads() != Int32(WeightMatrix.threadCount) { xl_pool_set_threads(Int32(WeightMatrix.threadCount)) }
+    WeightMatrix.matchPoolThreads()
     return xl_sum_f32(x, count)
   }
 

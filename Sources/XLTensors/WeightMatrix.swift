@@ -24,9 +24,17 @@ public struct WeightMatrix: @unchecked Sendable {
   public let columns: Int
   public let storage: Storage
 
-  /// Threads a single-token product splits its rows over (the C thread pool of `CKernels`);
+  /// Threads a single-token product splits its rows over (the C thread pool of `CKernels`).
   /// `BLAS.setThreadCount` sets it.
   nonisolated(unsafe) public static var threadCount = 2
+
+  /// Resizes the C thread pool to `threadCount` when the two differ. Callers run it before each
+  /// pool task, because `threadCount` is a plain stored property that starts at 2 without
+  /// ever creating the workers.
+  @usableFromInline
+  static func matchPoolThreads() {
+    if xl_pool_threads() != Int32(threadCount) { xl_pool_set_threads(Int32(threadCount)) }
+  }
 
   /// The float32 matrix-vector kernels: the C loop of `CKernels` (AVX-512 with prefetching
   /// where the processor has it), its portable C form, or OpenBLAS's `sgemv`.
@@ -145,7 +153,7 @@ public struct WeightMatrix: @unchecked Sendable {
   /// when the matrix is large enough for that to pay (see Sources/CKernels/matvec.c), or
   /// OpenBLAS's `sgemv` when `float32Kernel` is `.blas`.
   public func matvec(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
-    if xl_pool_threads() != Int32(Self.threadCount) { xl_pool_set_threads(Int32(Self.threadCount)) }
+    Self.matchPoolThreads()
     switch storage {
     case .float32(let values):
       values.withUnsafeBufferPointer { w in

@@ -140,7 +140,11 @@ enum DistillCommand: Command {
     base.validationBatches = try options.integer("--validation-batches", default: 4, range: 1...65536)
     base.seed = try unsignedOption(options, "--seed", default: 0)
     if let text = options.string("--precision") {
-      guard let precision = ProductPrecision(rawValue: text) ?? (text == "bf16" ? .bfloat16 : text == "f32" ? .float32 : nil) else {
+      let precision: ProductPrecision
+      switch text {
+      case "bfloat16", "bf16": precision = .bfloat16
+      case "float32", "f32": precision = .float32
+      default:
         throw CommandLineError.invalidValue(option: "--precision", value: text, expected: "bfloat16 (bf16) or float32 (f32)")
       }
       if precision == .bfloat16 && !BLAS.bfloat16ProductsAvailable {
