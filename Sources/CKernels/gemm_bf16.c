@@ -5,9 +5,9 @@
 // numbers and adds each pair's two products into one of 16 float32 lanes, twice the
 // multiply-adds per instruction of a float32 FMA. The operands are rounded to bfloat16
 // (nearest even) while they are packed. The product of two bfloat16 numbers is exact in
-// float32 and every sum is float32 (the instruction flushes subnormals to zero), so the result
-// is the float32 product of the rounded operands up to summation order: it differs from the
-// float32 product of the original operands by their rounding (relative 2⁻⁹ each).
+// float32, and every sum is float32 (the instruction flushes subnormals to zero). So the
+// result is the float32 product of the rounded operands up to summation order. It differs
+// from the float32 product of the original operands by their rounding (relative 2⁻⁹ each).
 //
 // Layout. K is taken in pairs (k = 2p, 2p + 1; an odd K gets a zero partner). A is packed in
 // blocks of 8 rows, [block][p][row] with one 32-bit word per (row, pair); B in blocks of 32
@@ -64,11 +64,11 @@ typedef struct {
 } gemm_task;
 
 // Packs `count` lines (rows of op(A) or columns of op(B)) starting at `first` into `out`, a
-// block of `pairs` × `width` words: out[p · width + i] holds line first + i's pair p; lines past
-// `count` stay zero. `along_k` says whether a line is contiguous in memory (element k of line i
-// at x[(first + i) · ld + k]) or the lines are (element k of line i at x[k · ld + first + i]).
-// The body is shared by the AVX-512 and portable copies below, which differ only in the
-// instructions the compiler may use.
+// block of `pairs` × `width` words. out[p · width + i] is line first + i's pair p, and lines
+// past `count` stay zero. With `along_k` a line is contiguous in memory (element k of line i
+// at x[(first + i) · ld + k]); otherwise the lines are (element k of line i at
+// x[k · ld + first + i]). The AVX-512 and portable copies below share this body and differ
+// only in the instructions the compiler may use.
 static inline void pack_lines_body(
     const float *x, size_t ld, int along_k, size_t first, size_t count, size_t k, size_t pairs,
     size_t width, uint32_t *out) {
@@ -91,9 +91,9 @@ static inline void pack_lines_body(
 }
 
 #if defined(__x86_64__)
-// The contiguous case on AVX-512 BF16: 32 floats of a line become 16 pair words in one
-// `vcvtne2ps2bf16` (nearest even; subnormal inputs become zero), which a scatter writes to
-// their 16 places, `width` words apart.
+// Packs the contiguous case on AVX-512 BF16. One `vcvtne2ps2bf16` turns 32 floats of a line
+// into 16 pair words (nearest even, subnormal inputs become zero), and a scatter writes them
+// to their 16 places, `width` words apart.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 static void pack_along_k_avx512(
     const float *x, size_t ld, size_t first, size_t count, size_t k, size_t pairs, size_t width, uint32_t *out) {
@@ -312,9 +312,9 @@ static void run_blocks(xl_pool_task body, gemm_task *t, size_t blocks) {
   xl_pool_run(body, t, (int)((blocks + t->per_chunk - 1) / t->per_chunk));
 }
 
-// Packing buffers, kept per thread between products up to `kept_bytes` (the products of one
-// training step repeat the same few shapes); larger ones are allocated for the one product.
-// A thread's kept buffer is freed when the thread exits (the destructor of `kept_key`).
+// Packing buffers up to `kept_bytes` are kept per thread between products, because the
+// products of one training step repeat the same few shapes. Larger ones live for one product.
+// A thread's kept buffer is freed when the thread exits, by the destructor of `kept_key`.
 enum { kept_bytes = 128 << 20 };
 static _Thread_local uint32_t *kept_buffer;
 static _Thread_local size_t kept_words;

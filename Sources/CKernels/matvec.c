@@ -2,11 +2,12 @@
 // bfloat16, split by rows over the thread pool.
 //
 // Decode reads every weight once per token, so these products are bounded by memory
-// bandwidth, not arithmetic. Two things matter for reaching it (measured with `xllama bench
-// --kernels` and a C stream test on a 2-core AMD EPYC): the rows of the next block are
+// bandwidth, not arithmetic. Three things mattered for reaching it, measured with `xllama bench
+// --kernels` and a C stream test on a 2-core AMD EPYC. The rows of the next block are
 // prefetched while the current block is summed, because the hardware prefetcher alone follows
-// four interleaved row streams at about half the speed of one; and the threads of a product
-// hand over through the spinning pool of thread_pool.c rather than a futex per product.
+// four interleaved row streams at about half the speed of one. The weights start on 64-byte
+// boundaries (`AlignedElements` in WeightMatrix.swift). And the threads of a product hand
+// over through the spinning pool of thread_pool.c rather than a futex per product.
 //
 // A bfloat16 element is the upper half of a float32, so it widens with a shift; products
 // always accumulate in float32 and x stays float32.
@@ -62,7 +63,7 @@ static void bf16_rows_portable(
 // Prefetches the 256 bytes at address `p` (an integer) with the non-temporal hint: each
 // weight is read once per token, so it should not displace x and the state from the caches.
 // With the hint the bfloat16 loop streamed about 25% faster on two threads than with a
-// prefetch into the first-level cache (_MM_HINT_T0); the float32 loop about the same.
+// prefetch into the first-level cache (_MM_HINT_T0), and the float32 loop about as fast.
 #define PREFETCH_256(p)                                     \
   do {                                                      \
     _mm_prefetch((const char *)(p), _MM_HINT_NTA);          \

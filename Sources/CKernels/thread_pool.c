@@ -3,11 +3,11 @@
 // One decoded token runs a few hundred products of a few microseconds each, so waking a
 // sleeping thread for every product (a futex round trip, as DispatchQueue.concurrentPerform
 // does) costs a large share of the token. Here a worker that has finished a task first spins
-// (about 20 µs), then keeps checking between `sched_yield` calls, which let another thread
-// waiting for its core run (OpenBLAS's own threads, between the products of this pool),
-// and after about 2 ms sleeps on a condition variable. So back-to-back products hand over in
-// well under a microsecond, and an idle process (a chat waiting for input) uses no processor
-// time.
+// for about 20 µs. Then it keeps checking between `sched_yield` calls, which let another
+// thread that waits for its core run, such as OpenBLAS's own threads between the products of
+// this pool. After about 2 ms it sleeps on a condition variable. So back-to-back products hand
+// over in well under a microsecond, and an idle process (a chat waiting for input) uses no
+// processor time.
 //
 // A task is cut into chunks that the caller and the workers claim one at a time, so that a
 // worker the system has not scheduled (the cores busy with another process) delays nothing:
@@ -104,7 +104,7 @@ static void *worker_main(void *argument) {
         continue;
       }
       // Sequentially consistent with the caller's store to `claim` followed by its read of
-      // `sleepers`: either the caller sees this sleeper and signals, or this thread sees the
+      // `sleepers`: either the caller counts this sleeper and signals, or this thread reads the
       // new task number before it waits.
       pthread_mutex_lock(&pool.lock);
       atomic_fetch_add(&pool.sleepers, 1);
@@ -143,7 +143,7 @@ void xl_pool_run(xl_pool_task task, void *context, int chunks) {
   if (chunks <= 0) return;
   if (chunks == 1 || chunks > 0xFFFF || atomic_load(&pool.threads) == 1 || atomic_flag_test_and_set(&pool.busy)) {
     // Alone: one chunk, more chunks than `claim` can count, no workers, or another thread's
-    // task holds the pool.
+    // task occupies the pool.
     for (int chunk = 0; chunk < chunks; chunk++) task(context, chunk);
     return;
   }

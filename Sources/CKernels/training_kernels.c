@@ -3,7 +3,7 @@
 // tensor of N elements; the row loss on one position's V logits.
 //
 // Floating-point contraction is off in this file so that the portable path rounds each
-// operation as written; the AVX-512 paths use fused multiply-add only where a comment says so.
+// operation as written; the AVX-512 paths use fused multiply-add only where a comment marks it.
 
 #include "training_kernels.h"
 

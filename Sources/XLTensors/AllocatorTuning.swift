@@ -15,6 +15,6 @@ public enum AllocatorTuning {
 
   /// Returns the allocator's free memory to the system. Loading a model frees the arrays its
   /// weights were read into once they are copied to aligned buffers (`AlignedElements`), and
-  /// glibc keeps such freed heap memory resident; a model loader calls this when it is done.
+  /// glibc keeps such freed heap memory resident. So a model loader calls this when it is done.
   public static func releaseFreeMemory() { _ = xl_release_free_memory() }
 }

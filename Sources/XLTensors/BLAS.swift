@@ -64,9 +64,10 @@ public enum BLAS {
       Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
   }
 
-  /// The bfloat16 product of `gemm` on any processor: the AVX-512 BF16 kernel where it runs,
-  /// else (or when `portable`) the plain C loop that it is tested against, which is many times
-  /// slower than `sgemm`. Returns false when the packing buffers could not be allocated.
+  /// Computes `gemm`'s bfloat16 product on any processor. It runs the AVX-512 BF16 kernel where
+  /// the processor has it, else (or when `portable`) the plain C loop that the kernel is tested
+  /// against, which is many times slower than `sgemm`. Returns false when the packing buffers
+  /// could not be allocated.
   static func gemmBFloat16(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, portable: Bool

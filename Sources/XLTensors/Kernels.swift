@@ -95,8 +95,8 @@ public struct RotaryEmbedding: Sendable {
     inverseFrequencies = (0..<half).map { 1 / pow(theta, Double(2 * $0) / Double(headDim)) }
   }
 
-  /// The cosines and sines `apply` uses at positions `0..<positions`, each (positions, DH/2),
-  /// for callers that rotate many tokens at the same positions.
+  /// Returns the cosines and sines `apply` uses at positions `0..<positions`, each
+  /// (positions, DH/2), for callers that rotate many tokens at the same positions.
   public func angleTable(positions: Int) -> (cosines: [Float], sines: [Float]) {
     let half = headDim / 2
     var cosines = [Float](repeating: 0, count: positions * half)

@@ -237,11 +237,11 @@ public struct WeightMatrix: @unchecked Sendable {
   }
 }
 
-/// A fixed array of elements whose first element sits on a 64-byte boundary, as the weights of
-/// `WeightMatrix` need: a 64-byte vector load from a row of a Swift array, whose elements start
-/// 32 bytes into a 16-byte-aligned allocation, spans two cache lines, and decode's products
+/// A fixed array of elements whose first element is on a 64-byte boundary, as the weights of
+/// `WeightMatrix` need. A Swift array's elements start 32 bytes into a 16-byte-aligned
+/// allocation, so a 64-byte vector load from a row spans two cache lines. Decode's products
 /// streamed 15–30% slower from such rows (C harness, float32 and bfloat16). Immutable after
-/// creation, so it is shared freely between threads.
+/// creation, so threads share it freely.
 public final class AlignedElements<Element: BitwiseCopyable & Equatable>: @unchecked Sendable, Equatable {
   public let count: Int
   private let base: UnsafeMutablePointer<Element>

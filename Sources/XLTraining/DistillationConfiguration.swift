@@ -64,9 +64,9 @@ public struct DistillationConfiguration: Codable, Sendable, Equatable {
   public var validationBatches = 4
   /// Seed of the training batch order (the validation order uses a derived seed).
   public var seed: UInt64 = 0
-  /// The arithmetic of the matrix products of training and of the teacher's forward pass
-  /// (see `ProductPrecision`); nil, as in runs saved before the setting existed, means
-  /// float32. The command line applies it through `BLAS.productPrecision`.
+  /// The arithmetic of the matrix products of training and of the teacher's forward pass (see
+  /// `ProductPrecision`). Nil, as in runs saved before the setting existed, means float32. The
+  /// command line applies it through `BLAS.productPrecision`.
   public var productPrecision: ProductPrecision?
 
   public init(stages: [StageSettings]) { self.stages = stages }

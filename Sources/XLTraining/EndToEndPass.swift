@@ -133,8 +133,8 @@ enum EndToEndPass {
           rowsNormed, rows: rows, inFeatures: d, weight: outputProjection, outFeatures: v,
           into: logitsBuffer.baseAddress!)
 
-        // Rows are independent, so two threads take half the chunk each; the sums run in row
-        // order afterwards, so the result does not depend on the split.
+        // Rows are independent, so two threads take half the chunk each. The sums run in row
+        // order afterwards, which keeps the result independent of the split.
         let (logitsBase, dLogitsBase, partsBase) = (
           logitsBuffer.baseAddress!, normedGrad == nil ? nil : dLogitsBuffer.baseAddress!, rowParts.baseAddress!)
         ElementwiseSplit.run(count: rows, minimumPerThread: 4) { range in

@@ -111,9 +111,9 @@ public final class ParameterStore {
     }
   }
 
-  /// Computes the L2 norm of all trainable gradients taken as one vector (squares summed in
-  /// Double, tensor by tensor, each tensor in two halves on two threads when large; the order
-  /// is fixed, so the norm is the same on every run).
+  /// Computes the L2 norm of all trainable gradients taken as one vector. Squares are summed in
+  /// Double, tensor by tensor, a large tensor in two halves on two threads. The order is fixed
+  /// for a given machine, so repeated runs there give the same norm.
   public func globalGradientNorm() -> Float {
     var squares: Double = 0
     for (index, name) in names.enumerated() where !frozen.contains(name) {

@@ -56,8 +56,8 @@ enum KernelBench {
     }
   }
 
-  /// The read bandwidth of memory with the threads set: the best of five sums over 512 MiB,
-  /// the bound that decode's matrix-vector products approach.
+  /// Prints the read bandwidth of memory with the threads set: the best of five sums over
+  /// 512 MiB, which decode's matrix-vector products are compared with.
   static func runBandwidth() {
     let count = (512 << 20) / 4
     // Aligned like the weights, so that the probe pays no split cache-line loads either.

@@ -7,8 +7,8 @@ import XLTensors
 struct ThreadPoolTests {
   @Test("back-to-back tasks run each chunk once")
   func eachChunkOnce() {
-    // Tasks of 9 and 2 chunks alternate, so that a worker that is late for one task would
-    // find the next one's smaller or larger count; every slot counts the runs of its chunk.
+    // Tasks of 9 and 2 chunks alternate, so a worker that is late for one task meets the next
+    // task's other count. Every slot counts the runs of its chunk.
     xl_pool_set_threads(3)
     defer { xl_pool_set_threads(Int32(WeightMatrix.threadCount)) }
     let slots = 16

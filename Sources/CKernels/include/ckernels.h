@@ -9,8 +9,8 @@
 
 /// y[r] (+)= Σ_j w[r, j] · x[j] for the `rows` rows of a (rows × columns) row-major float32
 /// matrix, split by rows over the thread pool when the matrix is large enough to gain from it.
-/// With `accumulate` non-zero the sums are added to y; with `portable` non-zero the plain C
-/// loop runs instead of the vector one (for tests and benchmarks).
+/// With `accumulate` non-zero the sums are added to y. With `portable` non-zero the plain C
+/// loop runs instead of the vector one, for tests and benchmarks.
 void xl_matvec_f32(
     const float *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int portable);
 
@@ -52,19 +52,20 @@ typedef void (*xl_pool_task)(void *context, int chunk);
 
 /// Runs task(context, c) for every c in 0..<chunks on the caller and the pool's workers, and
 /// returns when all have returned. With one chunk, more than 65,535 chunks, one thread, or
-/// while another thread's task holds the pool, the caller runs every chunk itself, in order.
+/// while another thread's task occupies the pool, the caller runs every chunk itself, in order.
 void xl_pool_run(xl_pool_task task, void *context, int chunks);
 
 /// Sets the threads a pool task uses, the caller included (at least 1); creates the workers
-/// that are missing. Workers joining a task that is running may follow either count; every
-/// chunk still runs exactly once.
+/// that are missing. Workers that join a task already running may follow either count, and
+/// every chunk still runs exactly once (the claim of a chunk is one compare-and-swap).
 void xl_pool_set_threads(int threads);
 
 /// The threads a pool task uses, the caller included.
 int xl_pool_threads(void);
 
-/// Keeps freed memory in the process (glibc: allocations up to 32 MiB from the heap, heap
-/// trimmed only beyond 2 GiB free); returns 1 when the settings took, 0 without glibc.
+/// Keeps freed memory in the process: with glibc, allocations up to 32 MiB come from the heap
+/// and the heap is trimmed only beyond 2 GiB free. Returns 1 when the settings took effect, 0
+/// without glibc.
 int xl_keep_freed_memory(void);
 
 /// Returns the allocator's free memory to the system (glibc's `malloc_trim(0)`); returns 1
