@@ -34,7 +34,7 @@ let package = Package(
     .target(name: "XLFormats", dependencies: ["XLTensors"], swiftSettings: optimized),
     .target(name: "XLTokenizer", swiftSettings: optimized),
     .target(
-      name: "XLModels", dependencies: ["XLTensors", "XLFormats", "XLTokenizer"],
+      name: "XLModels", dependencies: ["CKernels", "XLTensors", "XLFormats", "XLTokenizer"],
       swiftSettings: optimized),
     .target(
       name: "XLGeneration", dependencies: ["XLTensors", "XLModels", "XLTokenizer"],
@@ -53,7 +53,7 @@ let package = Package(
     .testTarget(name: "XLTensorsTests", dependencies: ["XLTensors"]),
     .testTarget(name: "XLFormatsTests", dependencies: ["XLFormats"], resources: [.copy("Resources")]),
     .testTarget(name: "XLTokenizerTests", dependencies: ["XLTokenizer", "XLModels"]),
-    .testTarget(name: "XLModelsTests", dependencies: ["XLModels", "XLFormats"]),
+    .testTarget(name: "XLModelsTests", dependencies: ["CKernels", "XLModels", "XLFormats"]),
     .testTarget(name: "XLGenerationTests", dependencies: ["XLGeneration", "XLModels"]),
     .testTarget(name: "XLTrainingTests", dependencies: ["CKernels", "XLTraining", "XLModels", "XLTensors"]),
     .testTarget(name: "XLEvalTests", dependencies: ["XLEval", "XLModels"]),

@@ -79,6 +79,23 @@ public struct WeightMatrix: @unchecked Sendable {
   /// Bytes the elements occupy (what one matrix-vector product streams).
   public var byteCount: Int { rows * columns * (isBFloat16 ? 2 : 4) }
 
+  /// Reads every byte of the storage once, split over the threads as the products split, and
+  /// returns the bits summed as float32 values (a meaningless number): the plain stream of
+  /// reads that decode's products are compared with.
+  @discardableResult
+  public func streamAllBytes() -> Float {
+    switch storage {
+    case .float32(let values):
+      return values.withUnsafeBufferPointer { Kernels.parallelSum($0.baseAddress!, count: $0.count) }
+    case .bfloat16(let bits):
+      return bits.withUnsafeBufferPointer { b in
+        UnsafeRawPointer(b.baseAddress!).withMemoryRebound(to: Float.self, capacity: b.count / 2) {
+          Kernels.parallelSum($0, count: b.count / 2)
+        }
+      }
+    }
+  }
+
   /// Returns every element widened to float32, row-major.
   public func floatValues() -> [Float] {
     switch storage {

@@ -180,9 +180,17 @@ struct MOHAWKFixtureTests {
       let store = try fixture.store()
       results.append((try objective.lossAndGradients(batch: fixture.batch, parameters: store), store))
     }
-    #expect(results[0].0 == results[1].0)
+    // On some machines the two runs round some sums differently (about 4e-9 here, on an AMD
+    // EPYC where OpenBLAS 0.3.21 picks its Haswell kernels, also with one OpenBLAS thread in
+    // both runs; the cause is not pinned down), so they are compared to float32 rounding rather
+    // than bit for bit. A race between layers would show as differences of the size of the
+    // gradients themselves (about 1e-2 here).
+    #expect(abs(results[0].0 - results[1].0) <= 1e-6 * max(1, abs(results[0].0)))
     for name in results[0].1.names {
-      #expect(results[0].1.gradient(name) == results[1].1.gradient(name), "\(name)")
+      let one = try #require(results[0].1.gradient(name))
+      let two = try #require(results[1].1.gradient(name))
+      #expect(one.shape == two.shape, "\(name)")
+      #expect(Self.scaledError(two.data, one.data) <= 1e-6, "\(name)")
     }
   }
 

@@ -43,6 +43,21 @@ void xl_exp_inplace(float *x, size_t count);
 /// gate[i] = silu(gate[i]) · up[i] = gate[i] / (1 + exp(−gate[i])) · up[i].
 void xl_silu_multiply(float *gate, const float *up, size_t count);
 
+/// One recurrent mLSTM step of one head (see MLSTMCell.swift for the formulas): advances c
+/// (key_dim × value_dim, row-major), n (key_dim) and m in place and writes h (value_dim). i and f
+/// are the gate pre-activations, already soft-capped. With `portable` non-zero the plain C loop
+/// runs instead of the AVX-512 one, for tests.
+void xl_mlstm_step(
+    const float *q, const float *k, const float *v, float i, float f, float *c, float *n, float *m,
+    size_t key_dim, size_t value_dim, float eps, float *h, int portable);
+
+/// The student's per-head LayerNorm (mean-centred, weight only) times the output gate, for one
+/// token: out[c] = (h[c] − mean) / sqrt(var + eps) · weight[c] · σ(gate[c]), with mean and var
+/// over each head's `head_dim` columns of h (heads × head_dim). `portable` as above.
+void xl_head_norm_gate(
+    const float *h, const float *gate, const float *weight, size_t heads, size_t head_dim, float eps,
+    float *out, int portable);
+
 /// 1 when the AVX-512 paths of these kernels run on this processor, else 0.
 int xl_uses_avx512(void);
 

@@ -20,6 +20,13 @@ public protocol LanguageModel: AnyObject, Sendable {
   var contextLimit: Int? { get }
   /// A fresh session with an empty context.
   func makeSession() -> any ModelSession
+  /// The weight matrices one decoded token reads in full: every layer's and the output
+  /// projection (the embedding gives one row). Empty where a model does not say.
+  var decodeMatrices: [WeightMatrix] { get }
+}
+
+extension LanguageModel {
+  public var decodeMatrices: [WeightMatrix] { [] }
 }
 
 /// The running state of one sequence: a KV cache for a teacher, recurrent mLSTM states for a

@@ -40,6 +40,13 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
   }
 
   public func makeSession() -> any ModelSession { LlamaSession(model: self) }
+
+  public var decodeMatrices: [WeightMatrix] {
+    layers.flatMap {
+      [$0.queryProjection, $0.keyProjection, $0.valueProjection, $0.outputProjection, $0.gateProjection,
+       $0.upProjection, $0.downProjection]
+    } + [outputProjection]
+  }
 }
 
 /// One decoder layer's weights.

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import XLTensors
 
@@ -34,6 +35,10 @@ public final class XLlamaModel: LanguageModel, @unchecked Sendable {
   }
 
   public func makeSession() -> any ModelSession { XLlamaSession(model: self) }
+
+  public var decodeMatrices: [WeightMatrix] {
+    layers.flatMap { [$0.mixerInput, $0.outputProjection, $0.mlpInput, $0.downProjection] } + [outputProjection]
+  }
 
   /// Opens a session that continues from saved recurrent states (one per layer).
   public func makeSession(states: [MLSTMState], tokenCount: Int) throws -> XLlamaSession {
@@ -136,27 +141,14 @@ public final class XLlamaSession: ModelSession {
 
     // Per-head LayerNorm and output gate, then out_proj.
     let outputGateOffset = queryWidth + 2 * keyWidth
-    var gateExponentials = [Float](repeating: 0, count: queryWidth)
     buffers.cell.withUnsafeBufferPointer { h in
       buffers.fused.withUnsafeBufferPointer { fused in
         buffers.gated.withUnsafeMutableBufferPointer { gated in
-          for row in 0..<s {
-            // exp(−o) of the row's output-gate pre-activations, for σ(o) = 1 / (1 + exp(−o)).
-            for column in 0..<queryWidth { gateExponentials[column] = -fused[row * projected + outputGateOffset + column] }
-            gateExponentials.withUnsafeMutableBufferPointer { Kernels.expInPlace($0.baseAddress!, count: queryWidth) }
-            for head in 0..<nh {
-              let source = h.baseAddress! + row * queryWidth + head * dh
-              var mean: Float = 0
-              for j in 0..<dh { mean += source[j] }
-              mean /= Float(dh)
-              var variance: Float = 0
-              for j in 0..<dh { variance += (source[j] - mean) * (source[j] - mean) }
-              let inverse = 1 / (variance / Float(dh) + c.rmsNormEps).squareRoot()
-              for j in 0..<dh {
-                let column = head * dh + j
-                let sigmoid = 1 / (1 + gateExponentials[column])
-                gated[row * queryWidth + column] = (source[j] - mean) * inverse * weights.headNorm[column] * sigmoid
-              }
+          weights.headNorm.withUnsafeBufferPointer { norm in
+            for row in 0..<s {
+              xl_head_norm_gate(
+                h.baseAddress! + row * queryWidth, fused.baseAddress! + row * projected + outputGateOffset,
+                norm.baseAddress!, nh, dh, c.rmsNormEps, gated.baseAddress! + row * queryWidth, 0)
             }
           }
         }
@@ -181,7 +173,8 @@ public final class XLlamaSession: ModelSession {
 
   /// One token's mLSTM step read straight from the fused projection (S = 1), without the
   /// `MixerInputs` copies: query head h reads key/value head h / (NH / NKV); gates are
-  /// soft-capped as in `MixerInputs`. Writes h (NH·DH) to `buffers.cell`.
+  /// soft-capped as in `MixerInputs`. Each head runs `xl_mlstm_step` of `CKernels`, the
+  /// vectorized form of `MLSTMCell.stepHead`. Writes h (NH·DH) to `buffers.cell`.
   private func recurrentStep(layer index: Int, gateBiases: [Float]) {
     let c = model.configuration
     let nh = c.headCount
@@ -199,10 +192,10 @@ public final class XLlamaSession: ModelSession {
             let keys = fused + queryWidth + (head / group) * dh
             let inputGate = cap * tanh((fused[gateOffset + head] + gateBiases[head]) / cap)
             let forgetGate = cap * tanh((fused[gateOffset + nh + head] + gateBiases[nh + head]) / cap)
-            MLSTMCell.stepHead(
-              q: fused + head * dh, k: keys, v: keys + keyWidth, i: inputGate, f: forgetGate,
-              c: cState + head * dh * dh, n: nState + head * dh, m: mState + head,
-              keyDim: dh, valueDim: dh, h: h.baseAddress! + head * dh)
+            xl_mlstm_step(
+              fused + head * dh, keys, keys + keyWidth, inputGate, forgetGate,
+              cState + head * dh * dh, nState + head * dh, mState + head, dh, dh, MLSTMCell.eps,
+              h.baseAddress! + head * dh, 0)
           }
         }
       }
