@@ -1,10 +1,10 @@
 // The per-token work of the student's mixer between its matrix products: one recurrent mLSTM
 // step per head, and the per-head LayerNorm times the output gate.
 //
-// During decode the two threads wait while the caller runs this work, so its time adds to
-// every token. Swift emits it with 128-bit vectors; here it runs 512 bits wide. The formulas
-// are those of `MLSTMCell.stepHead` and `XLlamaSession.forwardLayer`, which stay as the
-// reference paths the tests compare against.
+// During decode the other thread waits while the caller runs this work, so its time adds to
+// every token. Swift emits these loops with 128-bit vectors, and here they run 512 bits wide.
+// The formulas are those of `MLSTMCell.stepHead` and of the plain loop in the tests, which
+// are the reference paths the kernels are compared against.
 
 #include "ckernels.h"
 

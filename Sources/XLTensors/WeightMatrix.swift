@@ -80,8 +80,8 @@ public struct WeightMatrix: @unchecked Sendable {
   public var byteCount: Int { rows * columns * (isBFloat16 ? 2 : 4) }
 
   /// Reads every byte of the storage once, split over the threads as the products split, and
-  /// returns the bits summed as float32 values (a meaningless number): the plain stream of
-  /// reads that decode's products are compared with.
+  /// returns the bytes summed as float32 values. This is the plain stream of reads that decode's
+  /// products are compared with, and the sum itself means nothing.
   @discardableResult
   public func streamAllBytes() -> Float {
     switch storage {

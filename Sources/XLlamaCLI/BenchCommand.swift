@@ -62,9 +62,9 @@ enum BenchCommand: Command {
     }
     record("prefill \(promptTokens)", best)
 
-    // Decode is compared with a plain stream of reads over the model's largest matrix, timed
-    // between windows of tokens so that both see the same state of a host whose memory speed
-    // drifts: the ratio is what the products achieve of the bandwidth the machine gives now.
+    // Decode is compared with a plain read of the model's largest matrix. The read is timed
+    // between windows of tokens, so both see the same state of a host whose memory speed drifts,
+    // and the ratio is the share of the available bandwidth that the products reach.
     let decodeMatrices = model.decodeMatrices
     let bytesPerToken = decodeMatrices.reduce(0) { $0 + $1.byteCount }
     let probe = decodeMatrices.max { $0.byteCount < $1.byteCount }
@@ -86,7 +86,7 @@ enum BenchCommand: Command {
         var streams = 0
         var done = 0
         while done < generatedTokens {
-          let window = min(8, generatedTokens - done)
+          let window = min(4, generatedTokens - done)
           let start = DispatchTime.now().uptimeNanoseconds
           for _ in 0..<window {
             let token = Sampler.argmax(logits.data)

@@ -21,7 +21,7 @@ public protocol LanguageModel: AnyObject, Sendable {
   /// A fresh session with an empty context.
   func makeSession() -> any ModelSession
   /// The weight matrices one decoded token reads in full: every layer's and the output
-  /// projection (the embedding gives one row). Empty where a model does not say.
+  /// projection (the embedding gives one row). Empty for a model that does not list them.
   var decodeMatrices: [WeightMatrix] { get }
 }
 
