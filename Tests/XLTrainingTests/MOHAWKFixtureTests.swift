@@ -180,17 +180,17 @@ struct MOHAWKFixtureTests {
       let store = try fixture.store()
       results.append((try objective.lossAndGradients(batch: fixture.batch, parameters: store), store))
     }
-    // On some machines the two runs round some sums differently (about 4e-9 here, on an AMD
-    // EPYC where OpenBLAS 0.3.21 picks its Haswell kernels, also with one OpenBLAS thread in
-    // both runs; the cause is not pinned down), so they are compared to float32 rounding rather
-    // than bit for bit. A race between layers would show as differences of the size of the
-    // gradients themselves (about 1e-2 here).
+    // On some machines the two runs round some sums differently, so they are compared to
+    // float32 rounding rather than bit for bit. On an AMD EPYC where OpenBLAS 0.3.21 picks its
+    // Haswell kernels the gradients differed by about 4e-9, also with one OpenBLAS thread in
+    // both runs, for a cause not yet known. A race between layers would show as differences of
+    // the size of the gradients themselves (about 1e-2 here).
     #expect(abs(results[0].0 - results[1].0) <= 1e-6 * max(1, abs(results[0].0)))
     for name in results[0].1.names {
-      let one = try #require(results[0].1.gradient(name))
-      let two = try #require(results[1].1.gradient(name))
-      #expect(one.shape == two.shape, "\(name)")
-      #expect(Self.scaledError(two.data, one.data) <= 1e-6, "\(name)")
+      let oneWorker = try #require(results[0].1.gradient(name))
+      let twoWorkers = try #require(results[1].1.gradient(name))
+      #expect(oneWorker.shape == twoWorkers.shape, "\(name)")
+      #expect(Self.scaledError(twoWorkers.data, oneWorker.data) <= 1e-6, "\(name)")
     }
   }
 
