@@ -73,6 +73,12 @@ static void bf16_rows_portable(
     _mm_prefetch((const char *)((p) + 192), _MM_HINT_NTA);  \
   } while (0)
 
+// How far ahead of the loads the loops prefetch, in bytes. Over a whole decode's products 8 KiB
+// streamed 1–4% faster than 4 KiB for float32 and bfloat16 alike, and faster than 12 or 16 KiB
+// (C harness, interleaved runs, memory at 80–90 GB/s). At that speed two threads read 4 KiB
+// each in about 100 ns, close to the time a line takes to arrive from memory.
+enum { prefetch_ahead = 8192 };
+
 // Prefetches `bytes` bytes from `start`: the first block of rows of a chunk, which no earlier
 // pass prefetched, so that its lines are requested together rather than one miss at a time.
 static inline void prefetch_block(const void *start, size_t bytes) {
@@ -80,20 +86,19 @@ static inline void prefetch_block(const void *start, size_t bytes) {
   for (size_t offset = 0; offset < bytes; offset += 64) _mm_prefetch((const char *)(first + offset), _MM_HINT_NTA);
 }
 
-// One row per pass, so that the weights are read as one sequential stream, with the lines 4 KiB
-// ahead prefetched. Two sums per row hide the FMA latency, and the last columns%16 go through a
-// masked load. Four rows per pass, as in the bfloat16 loop below, let one load of x serve four
-// rows but read four interleaved streams, and a whole decode's products then ran 4–6% slower
-// (C harness, interleaved runs, averages over windows of tokens).
+// One row per pass, so that the weights are read as one sequential stream, with the lines
+// `prefetch_ahead` bytes ahead prefetched. Two sums per row hide the FMA latency, and the last
+// columns%16 go through a masked load. Four rows per pass let one load of x serve four rows but
+// read four interleaved streams, and a whole decode's products then ran 4–6% slower (C harness,
+// interleaved runs, averages over windows of tokens).
 __attribute__((target("avx512f")))
 static void f32_rows_avx512(
     const float *w, size_t begin, size_t end, size_t columns, const float *x, float *y, int accumulate) {
-  enum { ahead = 4096 };
   const size_t steps = columns / 16;
   const size_t rest = columns - 16 * steps;
   const __mmask16 mask = (__mmask16)((1u << rest) - 1u);
   const __m512 x_rest = _mm512_maskz_loadu_ps(mask, x + 16 * steps);
-  prefetch_block(w + begin * columns, ahead);
+  prefetch_block(w + begin * columns, prefetch_ahead);
   for (size_t r = begin; r < end; r++) {
     const float *row = w + r * columns;
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
@@ -101,7 +106,7 @@ static void f32_rows_avx512(
     for (; s + 2 <= steps; s += 2) {
       // As an integer: near the matrix's end the address lies outside it, which a prefetch
       // tolerates but a pointer may not.
-      const uintptr_t next = (uintptr_t)(row + 16 * s) + ahead;
+      const uintptr_t next = (uintptr_t)(row + 16 * s) + prefetch_ahead;
       _mm_prefetch((const char *)next, _MM_HINT_NTA);
       _mm_prefetch((const char *)(next + 64), _MM_HINT_NTA);
       a0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + 16 * s), _mm512_loadu_ps(x + 16 * s), a0);
@@ -120,55 +125,79 @@ static inline float bf16_tail(const uint16_t *row, size_t from, size_t columns, 
   return sum;
 }
 
-// Four rows per pass, 32 elements (16 words) per step. A word's low half is the even element
-// (`word << 16`) and its high half the odd one (`word & 0xFFFF0000`), which multiply x's even
-// and odd elements, split beforehand, without shuffles. Rows of odd width start mid-word, so
-// loads are unaligned. The prefetch runs two blocks ahead (rows r+8…r+11), the same distance in
-// bytes as the float32 loop's one block: with one block ahead, the whole decode's products
-// streamed 3–4% slower (C harness, interleaved runs).
+// Both bfloat16 loops read one row per pass, 32 elements (16 words) per step, as one
+// sequential stream with the lines 8 KiB ahead prefetched, like the float32 loop. Four rows
+// per pass, which let one load of x serve four rows, streamed a whole decode's products 5–9%
+// slower (C harness, interleaved runs). Rows of odd width start mid-word, so loads are
+// unaligned; the last columns%32 go through `bf16_tail`.
+
+// With AVX-512 BF16: `vdpbf16ps` multiplies the 16 words of a step with 16 words of x and adds
+// each word's two products into a float32 lane. x enters as two bfloat16 halves, hi = bf16(x)
+// and lo = bf16(x − hi), each multiplied with the weights. Their sum represents x to within
+// 2⁻¹⁸·|x|, inside the float32 summation bound that the tests apply to every path. Two
+// instructions per step replace the widening loop's shift, mask and two FMAs. With memory fast
+// (85–90 GB/s) a whole decode's products streamed 3–5% faster this way than widening, and as
+// fast with memory slow (50–55 GB/s).
+__attribute__((target("avx512f,avx512bf16")))
+static void bf16_rows_dot(
+    const uint16_t *w, size_t begin, size_t end, size_t columns, const float *x, const uint16_t *x_high,
+    const uint16_t *x_low, float *y, int accumulate) {
+  const size_t steps = columns / 32;
+  const size_t done = 32 * steps;
+  prefetch_block(w + begin * columns, prefetch_ahead);
+  for (size_t r = begin; r < end; r++) {
+    const uint16_t *row = w + r * columns;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (size_t s = 0; s < steps; s++) {
+      _mm_prefetch((const char *)((uintptr_t)(row + 32 * s) + prefetch_ahead), _MM_HINT_NTA);
+      const __m512bh words = (__m512bh)_mm512_loadu_si512(row + 32 * s);
+      a0 = _mm512_dpbf16_ps(a0, words, (__m512bh)_mm512_loadu_si512(x_high + 32 * s));
+      a1 = _mm512_dpbf16_ps(a1, words, (__m512bh)_mm512_loadu_si512(x_low + 32 * s));
+    }
+    store(y, r, _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + bf16_tail(row, done, columns, x), accumulate);
+  }
+}
+
+// x's first `count` elements (a multiple of 32) as bfloat16 halves: high = bf16(x) and
+// low = bf16(x − high), both rounded to nearest even.
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+static void split_halves(const float *x, size_t count, uint16_t *high, uint16_t *low) {
+  for (size_t j = 0; j < count; j += 32) {
+    const __m512 first = _mm512_loadu_ps(x + j), second = _mm512_loadu_ps(x + j + 16);
+    const __m512i rounded = (__m512i)_mm512_cvtne2ps_pbh(second, first);
+    // Widened back to float32: the low 16 bits of each element are zero.
+    const __m512 first_high = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(rounded)), 16));
+    const __m512 second_high = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(rounded, 1)), 16));
+    const __m512i rest = (__m512i)_mm512_cvtne2ps_pbh(
+        _mm512_sub_ps(second, second_high), _mm512_sub_ps(first, first_high));
+    _mm512_storeu_si512(high + j, rounded);
+    _mm512_storeu_si512(low + j, rest);
+  }
+}
+
+// Without AVX-512 BF16: a word's low half is the even element (`word << 16`) and its high half
+// the odd one (`word & 0xFFFF0000`), which multiply x's even and odd elements, split
+// beforehand, without shuffles.
 __attribute__((target("avx512f")))
-static void bf16_rows_avx512(
+static void bf16_rows_widening(
     const uint16_t *w, size_t begin, size_t end, size_t columns, const float *x, const float *even,
     const float *odd, float *y, int accumulate) {
   const size_t steps = columns / 32;
   const size_t done = 32 * steps;
   const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
-  prefetch_block(w + begin * columns, 8 * columns * sizeof(uint16_t));
-  size_t r = begin;
-  for (; r + 4 <= end; r += 4) {
-    const uint16_t *r0 = w + r * columns, *r1 = r0 + columns, *r2 = r1 + columns, *r3 = r2 + columns;
-    const uintptr_t next = (uintptr_t)(r0 + 7 * columns) + columns * sizeof(uint16_t);
+  prefetch_block(w + begin * columns, prefetch_ahead);
+  for (size_t r = begin; r < end; r++) {
+    const uint16_t *row = w + r * columns;
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     for (size_t s = 0; s < steps; s++) {
-      PREFETCH_256(next + 256 * s);
-      const __m512 xe = _mm512_loadu_ps(even + 16 * s);
-      const __m512 xo = _mm512_loadu_ps(odd + 16 * s);
-      const __m512i w0 = _mm512_loadu_si512(r0 + 32 * s), w1 = _mm512_loadu_si512(r1 + 32 * s);
-      const __m512i w2 = _mm512_loadu_si512(r2 + 32 * s), w3 = _mm512_loadu_si512(r3 + 32 * s);
-      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)), xe, a0);
-      a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w1, 16)), xe, a1);
-      a2 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w2, 16)), xe, a2);
-      a3 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w3, 16)), xe, a3);
-      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(w0, high)), xo, a0);
-      a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(w1, high)), xo, a1);
-      a2 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(w2, high)), xo, a2);
-      a3 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(w3, high)), xo, a3);
+      _mm_prefetch((const char *)((uintptr_t)(row + 32 * s) + prefetch_ahead), _MM_HINT_NTA);
+      const __m512i words = _mm512_loadu_si512(row + 32 * s);
+      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(words, 16)), _mm512_loadu_ps(even + 16 * s), a0);
+      a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(words, high)), _mm512_loadu_ps(odd + 16 * s), a1);
     }
-    store(y, r, _mm512_reduce_add_ps(a0) + bf16_tail(r0, done, columns, x), accumulate);
-    store(y, r + 1, _mm512_reduce_add_ps(a1) + bf16_tail(r1, done, columns, x), accumulate);
-    store(y, r + 2, _mm512_reduce_add_ps(a2) + bf16_tail(r2, done, columns, x), accumulate);
-    store(y, r + 3, _mm512_reduce_add_ps(a3) + bf16_tail(r3, done, columns, x), accumulate);
-  }
-  for (; r < end; r++) {
-    const uint16_t *r0 = w + r * columns;
-    __m512 a0 = _mm512_setzero_ps();
-    for (size_t s = 0; s < steps; s++) {
-      const __m512i w0 = _mm512_loadu_si512(r0 + 32 * s);
-      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)), _mm512_loadu_ps(even + 16 * s), a0);
-      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(w0, high)), _mm512_loadu_ps(odd + 16 * s), a0);
-    }
-    store(y, r, _mm512_reduce_add_ps(a0) + bf16_tail(r0, done, columns, x), accumulate);
+    store(y, r, _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + bf16_tail(row, done, columns, x), accumulate);
   }
 }
 #endif
@@ -193,10 +222,14 @@ int xl_uses_avx512(void) {
 typedef struct {
   const void *w;
   size_t rows, columns;
-  const float *x, *even, *odd;
+  const float *x;
+  // x prepared for the bfloat16 loops: its even and odd elements for the widening loop, its
+  // bfloat16 halves for the dot-product loop.
+  const float *even, *odd;
+  const uint16_t *x_high, *x_low;
   float *y;
   size_t chunk_rows;
-  int accumulate, bf16, portable;
+  int accumulate, bf16, path;
 } matvec_task;
 
 // Chunk `chunk` covers rows [chunk · chunk_rows, (chunk + 1) · chunk_rows).
@@ -207,9 +240,11 @@ static void matvec_chunk(void *context, int chunk) {
   if (end > t->rows) end = t->rows;
   if (begin >= end) return;
 #if defined(__x86_64__)
-  if (!t->portable && xl_uses_avx512()) {
-    if (t->bf16) {
-      bf16_rows_avx512(t->w, begin, end, t->columns, t->x, t->even, t->odd, t->y, t->accumulate);
+  if (t->path != XL_MATVEC_PORTABLE && xl_uses_avx512()) {
+    if (t->bf16 && t->path == XL_MATVEC_BEST && xl_uses_avx512_bf16()) {
+      bf16_rows_dot(t->w, begin, end, t->columns, t->x, t->x_high, t->x_low, t->y, t->accumulate);
+    } else if (t->bf16) {
+      bf16_rows_widening(t->w, begin, end, t->columns, t->x, t->even, t->odd, t->y, t->accumulate);
     } else {
       f32_rows_avx512(t->w, begin, end, t->columns, t->x, t->y, t->accumulate);
     }
@@ -223,52 +258,65 @@ static void matvec_chunk(void *context, int chunk) {
   }
 }
 
-// Cuts the rows into chunks of whole four-row blocks, one chunk per thread when the matrix is
-// large enough to share, and runs them on the pool. One contiguous chunk per thread streamed
+// Cuts the rows into chunks, one per thread when the matrix is large enough to share, and runs
+// them on the pool. One contiguous chunk per thread streamed
 // the whole decode's products 3–8% faster than two, four or eight (float32 and bfloat16, C
 // harness, interleaved runs): every chunk start waits for its first lines, and the hardware
 // prefetcher restarts. A worker that starts late still delays nothing, because the caller then
 // claims its chunk.
 static void run(matvec_task *task, size_t element_bytes) {
-  const size_t blocks = (task->rows + 3) / 4;
   size_t chunks = 1;
   if (task->rows * task->columns * element_bytes >= parallel_bytes) {
     chunks = (size_t)xl_pool_threads();
-    if (chunks > blocks) chunks = blocks;
+    if (chunks > task->rows) chunks = task->rows;
   }
   if (chunks < 1) chunks = 1;
-  task->chunk_rows = 4 * ((blocks + chunks - 1) / chunks);
+  task->chunk_rows = (task->rows + chunks - 1) / chunks;
   xl_pool_run(matvec_chunk, task, (int)((task->rows + task->chunk_rows - 1) / task->chunk_rows));
 }
 
 void xl_matvec_f32(
-    const float *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int portable) {
+    const float *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int path) {
   if (rows == 0) return;
-  matvec_task task = {w, rows, columns, x, x, x, y, 0, accumulate, 0, portable};
+  matvec_task task = {w, rows, columns, x, x, x, NULL, NULL, y, 0, accumulate, 0, path};
   run(&task, sizeof(float));
 }
 
 void xl_matvec_bf16(
-    const uint16_t *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int portable) {
+    const uint16_t *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int path) {
   if (rows == 0) return;
-  // x's even and odd elements, for the word-wise loop; on the stack up to 8192 columns.
-  const size_t half = columns / 2;
+  matvec_task task = {w, rows, columns, x, x, x, NULL, NULL, y, 0, accumulate, 1, path};
+  // x prepared for the loop that will run, in 32 KiB on the stack up to 8192 columns.
   float stack[8192];
-  float *even = half <= 4096 ? stack : malloc(2 * half * sizeof(float));
-  if (even == NULL) {
-    portable = 1;
-    even = stack;
-  }
-  float *odd = portable ? even : even + half;
-  if (!portable) {
-    for (size_t j = 0; j < half; j++) {
-      even[j] = x[2 * j];
-      odd[j] = x[2 * j + 1];
+  void *scratch = stack;
+  if (columns > 8192) {
+    scratch = malloc(columns * sizeof(float));
+    if (scratch == NULL) {
+      scratch = stack;
+      task.path = XL_MATVEC_PORTABLE;
     }
   }
-  matvec_task task = {w, rows, columns, x, even, odd, y, 0, accumulate, 1, portable};
+#if defined(__x86_64__)
+  if (task.path != XL_MATVEC_PORTABLE && xl_uses_avx512()) {
+    if (task.path == XL_MATVEC_BEST && xl_uses_avx512_bf16()) {
+      uint16_t *high = scratch, *low = high + columns;
+      split_halves(x, 32 * (columns / 32), high, low);
+      task.x_high = high;
+      task.x_low = low;
+    } else {
+      const size_t half = columns / 2;
+      float *even = scratch, *odd = even + half;
+      for (size_t j = 0; j < half; j++) {
+        even[j] = x[2 * j];
+        odd[j] = x[2 * j + 1];
+      }
+      task.even = even;
+      task.odd = odd;
+    }
+  }
+#endif
   run(&task, sizeof(uint16_t));
-  if (even != stack) free(even);
+  if (scratch != stack) free(scratch);
 }
 
 // MARK: Read bandwidth

@@ -44,8 +44,10 @@ public struct WeightMatrix: @unchecked Sendable {
   /// compare.
   nonisolated(unsafe) public static var float32Kernel = Float32Kernel.vector
 
-  /// The bfloat16 matrix-vector kernels: the C loop of `CKernels` or its portable C form.
-  public enum BFloat16Kernel: Sendable { case vector, portable }
+  /// The bfloat16 matrix-vector kernels: the fastest C loop of `CKernels` (the AVX-512 BF16
+  /// dot-product loop where the processor has it), the AVX-512 loop that widens each element
+  /// instead, or the portable C form.
+  public enum BFloat16Kernel: Sendable { case vector, widening, portable }
   /// The bfloat16 kernel `matvec` runs; `bench --kernels` switches it to compare.
   nonisolated(unsafe) public static var bfloat16Kernel = BFloat16Kernel.vector
 
@@ -181,13 +183,19 @@ public struct WeightMatrix: @unchecked Sendable {
             Int32(columns), x, 1, accumulate ? 1 : 0, y, 1)
         } else {
           xl_matvec_f32(
-            w.baseAddress!, rows, columns, x, y, accumulate ? 1 : 0, Self.float32Kernel == .portable ? 1 : 0)
+            w.baseAddress!, rows, columns, x, y, accumulate ? 1 : 0,
+            Int32(Self.float32Kernel == .portable ? XL_MATVEC_PORTABLE : XL_MATVEC_BEST))
         }
       }
     case .bfloat16(let bits):
       bits.withUnsafeBufferPointer { w in
-        xl_matvec_bf16(
-          w.baseAddress!, rows, columns, x, y, accumulate ? 1 : 0, Self.bfloat16Kernel == .portable ? 1 : 0)
+        let path: Int
+        switch Self.bfloat16Kernel {
+        case .vector: path = Int(XL_MATVEC_BEST)
+        case .widening: path = Int(XL_MATVEC_WIDENING)
+        case .portable: path = Int(XL_MATVEC_PORTABLE)
+        }
+        xl_matvec_bf16(w.baseAddress!, rows, columns, x, y, accumulate ? 1 : 0, Int32(path))
       }
     }
   }

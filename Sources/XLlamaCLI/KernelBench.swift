@@ -46,7 +46,9 @@ enum KernelBench {
         line += String(format: "  %@ %.1f us (%.1f GB/s)", label, seconds * 1e6, Double(4 * elements) / seconds / 1e9)
       }
       WeightMatrix.float32Kernel = .vector
-      for (label, kernel) in [("bf16 vector", WeightMatrix.BFloat16Kernel.vector), ("bf16 portable", .portable)] {
+      for (label, kernel) in [
+        ("bf16 vector", WeightMatrix.BFloat16Kernel.vector), ("bf16 widening", .widening), ("bf16 portable", .portable),
+      ] {
         WeightMatrix.bfloat16Kernel = kernel
         let seconds = time(bf16)
         line += String(format: "  %@ %.1f us (%.1f GB/s)", label, seconds * 1e6, Double(2 * elements) / seconds / 1e9)

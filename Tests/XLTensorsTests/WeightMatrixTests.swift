@@ -4,10 +4,12 @@ import Testing
 /// The fast products of `WeightMatrix` against its plain-loop reference.
 ///
 /// Tolerance: per output element, 1e-5 · Σ|w·x| + 1e-6, a float32 summation-order bound
-/// (the paths add the same products in a different order).
+/// (the paths add the same products in a different order). The bfloat16 dot-product loop also
+/// carries x as two bfloat16 halves, off by at most 2⁻¹⁸·|x| per element, so its products
+/// stay under 0.4 of the bound's first term; with x's low half dropped they exceed it 69-fold.
 @Suite("Weight matrix products")
 struct WeightMatrixTests {
-  static let shapes: [(rows: Int, columns: Int)] = [(1, 1), (5, 17), (37, 53), (64, 576), (13, 1536), (513, 517)]
+  static let shapes: [(rows: Int, columns: Int)] = [(1, 1), (5, 17), (37, 53), (64, 576), (13, 1536), (513, 517), (3, 8227)]
 
   static func random(_ count: Int, seed: UInt64) -> [Float] {
     var generator = SplitMix64(seed: seed)
@@ -73,7 +75,9 @@ struct WeightMatrixTests {
   @Test("every matvec kernel matches the reference, on one thread and on three", arguments: 0..<shapes.count)
   func kernelsMatch(shapeIndex: Int) {
     let (rows, columns) = Self.shapes[shapeIndex]
-    let kernels: [(WeightMatrix.Float32Kernel, WeightMatrix.BFloat16Kernel)] = [(.vector, .vector), (.portable, .portable), (.blas, .vector)]
+    let kernels: [(WeightMatrix.Float32Kernel, WeightMatrix.BFloat16Kernel)] = [
+      (.vector, .vector), (.portable, .portable), (.blas, .widening),
+    ]
     for (float32, bfloat16) in kernels {
       for threads in [1, 3] {
         for matrix in Self.matrices(rows: rows, columns: columns, seed: UInt64(shapeIndex) + 20) {

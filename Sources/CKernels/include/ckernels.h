@@ -7,17 +7,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/// The loop a matrix-vector product runs: the fastest the processor has, or the plain C loop
+/// that the vector loops are tested against. For bfloat16 there is a third: the AVX-512 loop
+/// that widens each element, which tests select on processors that also have the BF16
+/// dot-product instruction.
+enum { XL_MATVEC_BEST = 0, XL_MATVEC_PORTABLE = 1, XL_MATVEC_WIDENING = 2 };
+
 /// y[r] (+)= Σ_j w[r, j] · x[j] for the `rows` rows of a (rows × columns) row-major float32
 /// matrix, split by rows over the thread pool when the matrix is large enough to gain from it.
-/// With `accumulate` non-zero the sums are added to y. With `portable` non-zero the plain C
-/// loop runs instead of the vector one, for tests and benchmarks.
+/// With `accumulate` non-zero the sums are added to y. `path` is one of the XL_MATVEC values.
 void xl_matvec_f32(
-    const float *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int portable);
+    const float *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int path);
 
 /// As `xl_matvec_f32` for a bfloat16 matrix: element bits b stand for the float32 with bits
-/// b << 16. x and the sums stay float32.
+/// b << 16. x and the sums stay float32, except that the dot-product loop carries x as two
+/// bfloat16 halves, within 2⁻¹⁸·|x| of it (see matvec.c).
 void xl_matvec_bf16(
-    const uint16_t *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int portable);
+    const uint16_t *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int path);
 
 /// C = alpha · op(A) · op(B) + beta · C with op(A) (m × k), op(B) (k × n) and C (m × n), all
 /// row-major with row strides lda, ldb, ldc as stored (before transposition), like
@@ -29,7 +35,8 @@ int xl_gemm_bf16(
     int transpose_a, int transpose_b, size_t m, size_t n, size_t k, float alpha, const float *a,
     size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc, int portable);
 
-/// 1 when the processor has AVX-512 BF16 (`vdpbf16ps`), which `xl_gemm_bf16` uses.
+/// 1 when the processor has AVX-512 BF16 (`vdpbf16ps`), which `xl_gemm_bf16` and
+/// `xl_matvec_bf16` use.
 int xl_uses_avx512_bf16(void);
 
 /// Σ x[i], split over the thread pool like the products: the plainest stream of reads, whose
