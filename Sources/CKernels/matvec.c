@@ -159,7 +159,7 @@ static void bf16_rows_dot(
 }
 
 // x's first `count` elements (a multiple of 32) as bfloat16 halves: high = bf16(x) and
-// low = bf16(x − high), both rounded to nearest even.
+// low = bf16(x − high), both rounded to nearest even. high and low start on 64-byte boundaries.
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 static void split_halves(const float *x, size_t count, uint16_t *high, uint16_t *low) {
   for (size_t j = 0; j < count; j += 32) {
@@ -278,6 +278,14 @@ static void run(matvec_task *task, size_t element_bytes) {
 void xl_matvec_f32(
     const float *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int path) {
   if (rows == 0) return;
+  // A Swift array's elements start 32 bytes into a block that malloc aligns to 16 bytes, so x
+  // often starts inside a cache line and every load of it straddles two. Copied to a line
+  // boundary, a whole decode's products streamed 1–2% faster (C harness, three interleaved runs).
+  _Alignas(64) float aligned[8192];
+  if (path != XL_MATVEC_PORTABLE && ((uintptr_t)x & 63) != 0 && columns <= 8192) {
+    for (size_t j = 0; j < columns; j++) aligned[j] = x[j];
+    x = aligned;
+  }
   matvec_task task = {w, rows, columns, x, x, x, NULL, NULL, y, 0, accumulate, 0, path};
   run(&task, sizeof(float));
 }
@@ -286,11 +294,14 @@ void xl_matvec_bf16(
     const uint16_t *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int path) {
   if (rows == 0) return;
   matvec_task task = {w, rows, columns, x, x, x, NULL, NULL, y, 0, accumulate, 1, path};
-  // x prepared for the loop that will run, in 32 KiB on the stack up to 8192 columns.
-  float stack[8192];
+  // x prepared for the loop that will run: two arrays of `lane` elements, each starting on a
+  // cache line, because a load that straddles two lines costs two. On the stack (32 KiB) up
+  // to 8192 columns.
+  const size_t lane = (columns + 31) / 32 * 32;
+  _Alignas(64) float stack[8192];
   void *scratch = stack;
-  if (columns > 8192) {
-    scratch = malloc(columns * sizeof(float));
+  if (lane > 8192) {
+    scratch = aligned_alloc(64, lane * sizeof(float));
     if (scratch == NULL) {
       scratch = stack;
       task.path = XL_MATVEC_PORTABLE;
@@ -299,14 +310,13 @@ void xl_matvec_bf16(
 #if defined(__x86_64__)
   if (task.path != XL_MATVEC_PORTABLE && xl_uses_avx512()) {
     if (task.path == XL_MATVEC_BEST && xl_uses_avx512_bf16()) {
-      uint16_t *high = scratch, *low = high + columns;
+      uint16_t *high = scratch, *low = high + lane;
       split_halves(x, 32 * (columns / 32), high, low);
       task.x_high = high;
       task.x_low = low;
     } else {
-      const size_t half = columns / 2;
-      float *even = scratch, *odd = even + half;
-      for (size_t j = 0; j < half; j++) {
+      float *even = scratch, *odd = even + lane / 2;
+      for (size_t j = 0; j < columns / 2; j++) {
         even[j] = x[2 * j];
         odd[j] = x[2 * j + 1];
       }
