@@ -4,9 +4,12 @@ import XLlama
 enum BenchCommand: Command {
   static let name = "bench"
   static let summary = "Measure prompt (prefill) and generation (decode) speed at several context depths."
-  static let usage = "--model PATH [--prompt-tokens N] [--gen-tokens N] [--depths LIST] [--repeats N]"
+  static let usage = "--model PATH [--against PATH] [--prompt-tokens N] [--gen-tokens N] [--depths LIST] [--repeats N]"
   static let options: [OptionSpec] = [
     modelOption,
+    OptionSpec(
+      name: "--against", valueName: "PATH",
+      help: "a second model, measured in the same process with its prefills and decode windows alternating with the first's, and compared with it"),
     OptionSpec(name: "--prompt-tokens", valueName: "N", help: "tokens in the timed prefill", defaultDescription: "512"),
     OptionSpec(name: "--gen-tokens", valueName: "N", help: "tokens in each timed decode", defaultDescription: "128"),
     OptionSpec(name: "--depths", valueName: "LIST", help: "comma-separated context depths at which decode is timed", defaultDescription: "0,4096"),
@@ -15,6 +18,13 @@ enum BenchCommand: Command {
     OptionSpec(name: "--kernels", valueName: nil, help: "time the single-token matrix products of the model shapes instead (no model needed)"),
     threadsOption,
   ]
+
+  /// One model under measurement, with the label its figures carry when two are compared.
+  private struct Subject {
+    let model: any LanguageModel
+    let vocabularySize: Int
+    let label: String
+  }
 
   static func run(_ options: ParsedOptions) throws {
     try applyThreads(options)
@@ -33,93 +43,153 @@ enum BenchCommand: Command {
       }
       return depth
     }
-    let loaded = try loadModel(options)
-    let model = loaded.model
-    let v = loaded.configuration.vocabularySize
-    var random = SplitMix64(seed: 7)
-    func randomTokens(_ count: Int) -> [Int] { (0..<count).map { _ in Int(random.next() % UInt64(v)) } }
-    if let limit = model.contextLimit, let deepest = depths.max(), deepest + generatedTokens > limit {
-      throw CommandLineError.invalidValue(option: "--depths", value: depthText, expected: "depths + --gen-tokens within the model's context of \(limit)")
+    var subjects: [Subject] = []
+    for option in ["--model", "--against"] where option == "--model" || options.string(option) != nil {
+      let loaded = try loadModel(options, option: option)
+      subjects.append(Subject(model: loaded.model, vocabularySize: loaded.configuration.vocabularySize, label: try options.required(option)))
     }
+    for subject in subjects {
+      if let limit = subject.model.contextLimit, let deepest = depths.max(), deepest + generatedTokens > limit {
+        throw CommandLineError.invalidValue(
+          option: "--depths", value: depthText,
+          expected: "depths + --gen-tokens within the context of \(limit) tokens of \(subject.label)")
+      }
+    }
+    let comparing = subjects.count > 1
+    var random = SplitMix64(seed: 7)
+    func randomTokens(_ count: Int, vocabularySize v: Int) -> [Int] { (0..<count).map { _ in Int(random.next() % UInt64(v)) } }
 
-    var results: [(String, Double, String)] = []
     func record(_ what: String, _ tokensPerSecond: Double, _ note: String = "") {
-      results.append((what, tokensPerSecond, note))
       if options.flag("--json") {
         print(jsonText(["what": what, "tok_s": (tokensPerSecond * 10).rounded() / 10, "note": note]))
       } else {
         stderrLine(String(format: "  %@: %.1f tok/s %@", what, tokensPerSecond, note))
       }
     }
-
-    let prompt = randomTokens(promptTokens)
-    var best = 0.0
-    for _ in 0..<repeats {
-      let session = model.makeSession()
-      let start = Date()
-      _ = try session.append(prompt, logits: .last)
-      best = max(best, Double(promptTokens) / Date().timeIntervalSince(start))
+    func recordRatio(_ what: String, _ ratio: Double) {
+      if options.flag("--json") {
+        print(jsonText(["what": what, "ratio": (ratio * 1000).rounded() / 1000]))
+      } else {
+        stderrLine(String(format: "  %@: %.3f", what, ratio))
+      }
     }
-    record("prefill \(promptTokens)", best)
+    func named(_ what: String, _ subject: Subject) -> String { comparing ? "\(what) (\(subject.label))" : what }
 
-    // Decode is compared with a plain read of the model's largest matrix. The read is timed
-    // between windows of tokens, so both see the same state of a host whose memory speed drifts,
-    // and the ratio is the share of the available bandwidth that the products reach.
-    let decodeMatrices = model.decodeMatrices
-    let bytesPerToken = decodeMatrices.reduce(0) { $0 + $1.byteCount }
-    let probe = decodeMatrices.max { $0.byteCount < $1.byteCount }
+    // Prefill: the subjects take turns, and each keeps its best run.
+    let prompts = subjects.map { randomTokens(promptTokens, vocabularySize: $0.vocabularySize) }
+    var bestPrefill = [Double](repeating: 0, count: subjects.count)
+    for _ in 0..<repeats {
+      for (index, subject) in subjects.enumerated() {
+        let session = subject.model.makeSession()
+        let start = Date()
+        _ = try session.append(prompts[index], logits: .last)
+        bestPrefill[index] = max(bestPrefill[index], Double(promptTokens) / Date().timeIntervalSince(start))
+      }
+    }
+    for (index, subject) in subjects.enumerated() { record(named("prefill \(promptTokens)", subject), bestPrefill[index]) }
+    if comparing { recordRatio("prefill ratio, second over first", bestPrefill[1] / bestPrefill[0]) }
+
     for depth in depths {
-      var bestDecode = 0.0
-      var bandwidth = (decode: 0.0, stream: 0.0)
+      var best: [DecodeTiming?] = Array(repeating: nil, count: subjects.count)
       var residentAfter = 0
       for _ in 0..<repeats {
-        let session = model.makeSession()
-        var logits = Tensor(zeros: [1, v])
-        var remaining = randomTokens(max(depth, 1))
-        while !remaining.isEmpty {
-          let chunk = Array(remaining.prefix(1024))
-          remaining.removeFirst(chunk.count)
-          logits = try session.append(chunk, logits: remaining.isEmpty ? .last : .none)
+        let sessions = try subjects.map { subject in
+          try DecodeRun(model: subject.model, depth: depth, context: randomTokens(max(depth, 1), vocabularySize: subject.vocabularySize))
         }
-        var decodeSeconds = 0.0
-        var streamSeconds = 0.0
-        var streams = 0
-        var done = 0
-        while done < generatedTokens {
-          let window = min(4, generatedTokens - done)
-          let start = DispatchTime.now().uptimeNanoseconds
-          for _ in 0..<window {
-            let token = Sampler.argmax(logits.data)
-            logits = try session.append([token], logits: .last)
-          }
-          decodeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-          done += window
-          if let probe {
-            let streamStart = DispatchTime.now().uptimeNanoseconds
-            probe.streamAllBytes()
-            streamSeconds += Double(DispatchTime.now().uptimeNanoseconds - streamStart) / 1e9
-            streams += 1
-          }
-        }
-        let tokensPerSecond = Double(generatedTokens) / decodeSeconds
-        if tokensPerSecond > bestDecode {
-          bestDecode = tokensPerSecond
-          if let probe, streamSeconds > 0 {
-            bandwidth = (tokensPerSecond * Double(bytesPerToken) / 1e9, Double(streams * probe.byteCount) / streamSeconds / 1e9)
-          }
+        let timings = try DecodeRun.alternate(sessions, tokens: generatedTokens)
+        for (index, timing) in timings.enumerated() where timing.tokensPerSecond > (best[index]?.tokensPerSecond ?? 0) {
+          best[index] = timing
         }
         residentAfter = currentResidentBytes() ?? 0
       }
-      var note = String(format: "(resident %.0f MiB", Double(residentAfter) / 1_048_576)
-      if bandwidth.stream > 0 {
-        note += String(
-          format: "; weights %.1f GB/s, %.0f%% of a %.1f GB/s plain read between tokens",
-          bandwidth.decode, 100 * bandwidth.decode / bandwidth.stream, bandwidth.stream)
+      for (index, subject) in subjects.enumerated() {
+        guard let timing = best[index] else { continue }
+        // With two models loaded the process's resident memory is not either model's.
+        var parts = comparing ? [] : [String(format: "resident %.0f MiB", Double(residentAfter) / 1_048_576)]
+        if let share = timing.bandwidth {
+          parts.append(String(
+            format: "weights %.1f GB/s, %.0f%% of a %.1f GB/s plain read between tokens",
+            share.decode, 100 * share.decode / share.read, share.read))
+        }
+        record(named("decode \(generatedTokens) at depth \(depth)", subject), timing.tokensPerSecond, parts.isEmpty ? "" : "(\(parts.joined(separator: "; ")))")
       }
-      record("decode \(generatedTokens) at depth \(depth)", bestDecode, note + ")")
+      if comparing, let first = best[0], let second = best[1] {
+        recordRatio("decode ratio at depth \(depth), second over first", second.tokensPerSecond / first.tokensPerSecond)
+      }
     }
     if let peak = peakResidentBytes() {
-      stderrLine(String(format: "peak resident memory %.0f MiB; %d threads", Double(peak) / 1_048_576, try options.integer("--threads", default: 2)))
+      let scope = comparing ? "both models" : "the model"
+      stderrLine(String(format: "peak resident memory %.0f MiB (%@); %d threads", Double(peak) / 1_048_576, scope, try options.integer("--threads", default: 2)))
+    }
+  }
+}
+
+/// Decode speed of one timed run, and the share of memory bandwidth its weights streamed at.
+struct DecodeTiming {
+  var tokensPerSecond: Double
+  /// GB/s of decode's weights and of the plain read timed beside it; nil for a model that
+  /// lists no decode matrices.
+  var bandwidth: (decode: Double, read: Double)?
+}
+
+/// A session filled to a context depth, ready for timed decode.
+///
+/// Decode is compared with a plain read of the model's largest matrix, timed after every window
+/// of 4 tokens, so that both see the same state of a host whose memory speed drifts. Their ratio
+/// is the share of the available bandwidth that the products reach. Several runs alternate their
+/// windows, so that they too see the same host.
+struct DecodeRun {
+  let model: any LanguageModel
+  let session: any ModelSession
+  var logits: Tensor
+
+  init(model: any LanguageModel, depth: Int, context: [Int]) throws {
+    self.model = model
+    session = model.makeSession()
+    logits = Tensor(zeros: [1, 1])
+    var remaining = context[...]
+    while !remaining.isEmpty {
+      let chunk = Array(remaining.prefix(1024))
+      remaining = remaining.dropFirst(chunk.count)
+      logits = try session.append(chunk, logits: remaining.isEmpty ? .last : .none)
+    }
+  }
+
+  static func alternate(_ runs: [DecodeRun], tokens: Int) throws -> [DecodeTiming] {
+    var runs = runs
+    var decodeSeconds = [Double](repeating: 0, count: runs.count)
+    var readSeconds = [Double](repeating: 0, count: runs.count)
+    var reads = [Int](repeating: 0, count: runs.count)
+    let probes = runs.map { run in run.model.decodeMatrices.max { $0.byteCount < $1.byteCount } }
+    var done = 0
+    while done < tokens {
+      let window = min(4, tokens - done)
+      for index in runs.indices {
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<window {
+          let token = Sampler.argmax(runs[index].logits.data)
+          runs[index].logits = try runs[index].session.append([token], logits: .last)
+        }
+        decodeSeconds[index] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        if let probe = probes[index] {
+          let readStart = DispatchTime.now().uptimeNanoseconds
+          probe.streamAllBytes()
+          readSeconds[index] += Double(DispatchTime.now().uptimeNanoseconds - readStart) / 1e9
+          reads[index] += 1
+        }
+      }
+      done += window
+    }
+    return runs.indices.map { index in
+      let tokensPerSecond = Double(tokens) / decodeSeconds[index]
+      var timing = DecodeTiming(tokensPerSecond: tokensPerSecond, bandwidth: nil)
+      if let probe = probes[index], readSeconds[index] > 0 {
+        let bytesPerToken = runs[index].model.decodeMatrices.reduce(0) { $0 + $1.byteCount }
+        timing.bandwidth = (
+          tokensPerSecond * Double(bytesPerToken) / 1e9, Double(reads[index] * probe.byteCount) / readSeconds[index] / 1e9
+        )
+      }
+      return timing
     }
   }
 }

@@ -40,6 +40,43 @@ struct WorkflowTests {
     #expect(first.stderr.contains("tok/s"))
   }
 
+  @Test("bench compares two models")
+  func benchAgainst() throws {
+    let root = try TinyModelFolders.temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let teacher = root.appendingPathComponent("teacher")
+    let student = root.appendingPathComponent("student")
+    try TinyModelFolders.writeTeacher(to: teacher)
+    let linearized = try CLI.run(["linearize", "--teacher", teacher.path, "--out", student.path])
+    #expect(linearized.status == 0, "\(linearized.stderr)")
+
+    let bench = try CLI.run([
+      "bench", "--model", teacher.path, "--against", student.path, "--prompt-tokens", "8", "--gen-tokens", "6",
+      "--depths", "0,5", "--repeats", "1", "--json",
+    ])
+    #expect(bench.status == 0, "\(bench.stderr)")
+    let lines = try bench.stdout.split(separator: "\n").map { line in
+      try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+    func speed(_ what: String) -> Double? { lines.first { $0["what"] as? String == what }?["tok_s"] as? Double }
+    func ratio(_ what: String) -> Double? { lines.first { $0["what"] as? String == what }?["ratio"] as? Double }
+    for depth in [0, 5] {
+      let first = try #require(speed("decode 6 at depth \(depth) (\(teacher.path))"))
+      let second = try #require(speed("decode 6 at depth \(depth) (\(student.path))"))
+      let reported = try #require(ratio("decode ratio at depth \(depth), second over first"))
+      #expect(first > 0)
+      #expect(second > 0)
+      // The speeds are rounded to 0.1 tok/s in the output; the ratio is computed before that.
+      #expect(abs(reported - second / first) <= 0.002 + 0.1 / first)
+    }
+    #expect(speed("prefill 8 (\(teacher.path))") != nil)
+    #expect(ratio("prefill ratio, second over first") != nil)
+
+    let missing = try CLI.run(["bench", "--model", teacher.path, "--against", root.appendingPathComponent("absent").path])
+    #expect(missing.status != 0)
+    #expect(missing.stderr.contains("absent"))
+  }
+
   @Test("linearize then generate and resume a student")
   func studentVerbs() throws {
     let root = try TinyModelFolders.temporaryFolder()
