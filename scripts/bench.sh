@@ -32,6 +32,10 @@ for dtype in f32 bf16; do
   "$xllama" bench --model "$student" --prompt-tokens 512 --gen-tokens 128 --depths 4096 2>&1 | tee "$out/student-$dtype-depth4096.txt"
 done
 
+echo "== BF16 against float32 weights in one process, decode windows alternating" >&2
+"$xllama" bench --model runs/bench/student-f32 --against runs/bench/student-bf16 --prompt-tokens 512 \
+  --gen-tokens 128 --depths 0,4096 2>&1 | tee "$out/student-bf16-against-f32.txt"
+
 if [ -n "${BENCH_TRAINING:-}" ]; then
   echo "== MOHAWK training steps (random SmolLM2-135M-shaped teacher and student, 1x512 tokens)" >&2
   XLLAMA_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter MOHAWKBenchmark 2>&1 \
