@@ -200,9 +200,15 @@ public struct WeightMatrix: @unchecked Sendable {
     }
   }
 
+  /// Elements of a bfloat16 matrix that `matmul` widens to float32 at a time.
+  static let widenedBlockElements = 1 << 22
+
   /// S tokens: `y = x · Wᵀ` (+ y) through `cblas_sgemm`. bfloat16 rows are widened to a
   /// float32 scratch block by block, which costs little beside an S-row product; below four
-  /// rows the matrix-vector path runs once per row instead.
+  /// rows the matrix-vector path runs once per row instead. A block holds up to 4M elements
+  /// (16 MiB), so each layer matrix of SmolLM2-135M is one block. Every sgemm call packs x
+  /// again, and narrow calls run slower. With blocks of 256K elements a BF16 student pre-filled
+  /// 512 tokens at 0.83 of the float32 student's speed, against 0.96–0.98 with 4M.
   public func matmul(
     _ x: UnsafePointer<Float>, count s: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false
   ) {
@@ -219,7 +225,7 @@ public struct WeightMatrix: @unchecked Sendable {
         for row in 0..<s { matvec(x + row * columns, into: y + row * rows, accumulate: accumulate) }
         return
       }
-      let block = min(rows, max(64, (1 << 18) / max(columns, 1)))
+      let block = min(rows, max(64, Self.widenedBlockElements / max(columns, 1)))
       withUnsafeTemporaryAllocation(of: Float.self, capacity: block * columns) { scratch in
         let wide = scratch.baseAddress!
         bits.withUnsafeBufferPointer { w in

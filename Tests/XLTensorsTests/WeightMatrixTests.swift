@@ -131,8 +131,11 @@ struct WeightMatrixTests {
 
   @Test("bfloat16 matmul spans several conversion blocks")
   func bfloat16MatmulBlocks() {
-    // 1100 rows of 300 columns: blocks of 873 rows, so the second block is partial.
-    let (rows, columns, s) = (1100, 300, 6)
+    // 300 columns and more rows than one block holds, so the second block is partial.
+    let columns = 300
+    let blockRows = WeightMatrix.widenedBlockElements / columns
+    let (rows, s) = (blockRows + 519, 4)
+    #expect(rows % blockRows != 0)
     let matrix = WeightMatrix(rows: rows, columns: columns, bfloat16: Self.bfloat16(Self.random(rows * columns, seed: 9)))
     let x = Self.random(s * columns, seed: 10)
     var y = [Float](repeating: 0, count: s * rows)
