@@ -146,7 +146,9 @@ public final class GGUFFile: TensorProvider, @unchecked Sendable {
     of name: String, _ body: (UnsafeRawBufferPointer) throws -> Result
   ) throws -> Result {
     guard let info = info(named: name) else { throw FormatError.missingTensor(path: file.path, tensor: name) }
-    return try body(file.bytes((dataStart + info.offset)..<(dataStart + info.offset + info.byteCount)))
+    let range = (dataStart + info.offset)..<(dataStart + info.offset + info.byteCount)
+    defer { file.dropPages(range) }
+    return try body(file.bytes(range))
   }
 
   /// Dequantizes the tensor `name` to float32, in PyTorch shape (ggml dimensions reversed).

@@ -59,6 +59,20 @@ final class MappedFile: @unchecked Sendable {
     return UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count)
   }
 
+  /// Drops the whole pages inside `range` from this process's memory once a tensor has been
+  /// copied out of them. The mapping stays valid: a later read faults the pages back in from
+  /// the file. Without this, the pages of every tensor read stay resident while the map lives,
+  /// so loading a model counted its file twice, once mapped and once copied.
+  func dropPages(_ range: Range<Int>) {
+    guard let base, !range.isEmpty else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let first = (range.lowerBound + page - 1) / page * page
+    let last = range.upperBound / page * page
+    guard last > first else { return }
+    // Advice only: a failure leaves the pages resident, which is what happens without it.
+    _ = madvise(UnsafeMutableRawPointer(mutating: base + first), last - first, Int32(MADV_DONTNEED))
+  }
+
   /// Little-endian integer at `offset`; the caller checks `offset + size <= count`.
   func load<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
     precondition(offset >= 0 && offset + MemoryLayout<T>.size <= count, "read past end")

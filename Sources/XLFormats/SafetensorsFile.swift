@@ -118,7 +118,9 @@ public final class SafetensorsFile: WeightMatrixProvider, @unchecked Sendable {
   /// Converts the tensor `name` to float32. F64, F32, F16 and BF16 are accepted.
   public func tensor(named name: String) throws -> Tensor {
     let info = try requireInfo(name)
-    let bytes = file.bytes((dataStart + info.byteRange.lowerBound)..<(dataStart + info.byteRange.upperBound))
+    let range = (dataStart + info.byteRange.lowerBound)..<(dataStart + info.byteRange.upperBound)
+    defer { file.dropPages(range) }
+    let bytes = file.bytes(range)
     let count = info.elementCount
     var values = [Float](repeating: 0, count: count)
     values.withUnsafeMutableBufferPointer { output in
@@ -159,7 +161,9 @@ public final class SafetensorsFile: WeightMatrixProvider, @unchecked Sendable {
       throw FormatError.unsupportedType(
         path: file.path, tensor: name, type: "\(info.dtype.rawValue) (expected BF16; use tensor(named:))")
     }
-    let bytes = file.bytes((dataStart + info.byteRange.lowerBound)..<(dataStart + info.byteRange.upperBound))
+    let range = (dataStart + info.byteRange.lowerBound)..<(dataStart + info.byteRange.upperBound)
+    defer { file.dropPages(range) }
+    let bytes = file.bytes(range)
     return (0..<info.elementCount).map {
       UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))
     }

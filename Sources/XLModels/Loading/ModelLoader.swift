@@ -14,8 +14,6 @@ public struct LoadedModel: @unchecked Sendable {
   public let path: String
   /// `gguf` or `safetensors`.
   public let format: String
-  /// The raw weights, for inspection and linearization.
-  public let weights: any TensorProvider
 
   /// Token ids that end a generation: EOS from the configuration and tokenizer, and the chat
   /// template's end-of-turn token.
@@ -31,7 +29,8 @@ public struct LoadedModel: @unchecked Sendable {
 public enum ModelLoader {
   /// Loads the model at `path`: a `.gguf` file, or a folder with `config.json`, weights in
   /// `model.safetensors` (or shards listed in `model.safetensors.index.json`) and
-  /// `tokenizer.json`.
+  /// `tokenizer.json`. The network keeps copies of its weights, so the files are closed and
+  /// unmapped on return; `open` gives the raw weights for inspection and linearization.
   public static func load(_ path: String) throws -> LoadedModel {
     let (configuration, weights, tokenizer, template, format) = try open(path)
     let model: any LanguageModel
@@ -43,7 +42,7 @@ public enum ModelLoader {
     AllocatorTuning.releaseFreeMemory()
     return LoadedModel(
       model: model, tokenizer: tokenizer, chatTemplate: template, configuration: configuration,
-      path: path, format: format, weights: weights)
+      path: path, format: format)
   }
 
   /// The configuration, weights, tokenizer and chat template at `path`, without building the
