@@ -3,7 +3,8 @@
 //
 // Decode reads every weight once per token, so these products are bounded by memory
 // bandwidth, not arithmetic. Four things mattered for reaching it, measured with `xllama bench`
-// and a C harness of a whole decode's products on a 2-core AMD EPYC. Lines ahead of the loop
+// and a C harness of a whole decode's products on a 2-core AMD EPYC
+// (benchmarks/decode_products.c, with each variant compiled beside the current code). Lines ahead of the loop
 // are prefetched in software, because the hardware prefetcher alone follows interleaved row
 // streams at about half the speed of one. The weights start on 64-byte boundaries
 // (`AlignedElements` in WeightMatrix.swift). Each thread takes one contiguous share of the
@@ -133,11 +134,13 @@ static inline float bf16_tail(const uint16_t *row, size_t from, size_t columns, 
 
 // With AVX-512 BF16: `vdpbf16ps` multiplies the 16 words of a step with 16 words of x and adds
 // each word's two products into a float32 lane. x enters as two bfloat16 halves, hi = bf16(x)
-// and lo = bf16(x − hi), each multiplied with the weights. Their sum represents x to within
-// 2⁻¹⁸·|x|, inside the float32 summation bound that the tests apply to every path. Two
-// instructions per step replace the widening loop's shift, mask and two FMAs. With memory fast
-// (85–90 GB/s) a whole decode's products streamed 3–5% faster this way than widening, and as
-// fast with memory slow (50–55 GB/s).
+// and lo = bf16(x − hi), each multiplied with the weights. Their sum is within 2⁻¹⁷·|x| of x
+// (7.6e-6 relative at worst), inside the float32 summation bound that the tests apply to every
+// path. The instruction treats subnormal numbers as zero, so an x below 2⁻¹²⁶ in magnitude
+// counts as zero and one below about 2⁻¹¹⁷ loses its low half: absolute errors under 1e-35.
+// Two instructions per step replace the widening loop's shift, mask and two FMAs. With memory
+// fast (85–90 GB/s) a whole decode's products streamed 3–5% faster this way than widening, and
+// as fast with memory slow (50–55 GB/s).
 __attribute__((target("avx512f,avx512bf16")))
 static void bf16_rows_dot(
     const uint16_t *w, size_t begin, size_t end, size_t columns, const float *x, const uint16_t *x_high,
@@ -158,12 +161,21 @@ static void bf16_rows_dot(
   }
 }
 
-// x's first `count` elements (a multiple of 32) as bfloat16 halves: high = bf16(x) and
+// Writes x's first `count` elements (a multiple of 32) as bfloat16 halves: high = bf16(x) and
 // low = bf16(x − high), both rounded to nearest even. high and low start on 64-byte boundaries.
+// Returns 0 when an element is infinite, NaN, or so large that it rounds to infinity in
+// bfloat16 (|x| ≥ 0x1.ffp127, about 3.39e38), because its low half would then be NaN. The caller then runs
+// the widening loop, which gives the portable loop's infinities and NaNs.
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
-static void split_halves(const float *x, size_t count, uint16_t *high, uint16_t *low) {
+static int split_halves(const float *x, size_t count, uint16_t *high, uint16_t *low) {
+  const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
+  // The smallest float32 bits that round to bfloat16 infinity; NaNs lie above it.
+  const __m512i limit = _mm512_set1_epi32(0x7F7F8000);
+  __mmask16 outside = 0;
   for (size_t j = 0; j < count; j += 32) {
     const __m512 first = _mm512_loadu_ps(x + j), second = _mm512_loadu_ps(x + j + 16);
+    outside |= _mm512_cmpge_epu32_mask(_mm512_and_si512(_mm512_castps_si512(first), magnitude), limit);
+    outside |= _mm512_cmpge_epu32_mask(_mm512_and_si512(_mm512_castps_si512(second), magnitude), limit);
     const __m512i rounded = (__m512i)_mm512_cvtne2ps_pbh(second, first);
     // Widened back to float32: the low 16 bits of each element are zero.
     const __m512 first_high = _mm512_castsi512_ps(
@@ -175,11 +187,13 @@ static void split_halves(const float *x, size_t count, uint16_t *high, uint16_t 
     _mm512_storeu_si512(high + j, rounded);
     _mm512_storeu_si512(low + j, rest);
   }
+  return outside == 0;
 }
 
-// Without AVX-512 BF16: a word's low half is the even element (`word << 16`) and its high half
-// the odd one (`word & 0xFFFF0000`), which multiply x's even and odd elements, split
-// beforehand, without shuffles.
+// The widening loop, for processors without AVX-512 BF16, for x that the dot-product loop
+// cannot carry, and for tests (XL_MATVEC_WIDENING). A word's low half is the even element
+// (`word << 16`) and its high half the odd one (`word & 0xFFFF0000`), which multiply x's even
+// and odd elements, split beforehand, without shuffles.
 __attribute__((target("avx512f")))
 static void bf16_rows_widening(
     const uint16_t *w, size_t begin, size_t end, size_t columns, const float *x, const float *even,
@@ -309,12 +323,12 @@ void xl_matvec_bf16(
   }
 #if defined(__x86_64__)
   if (task.path != XL_MATVEC_PORTABLE && xl_uses_avx512()) {
-    if (task.path == XL_MATVEC_BEST && xl_uses_avx512_bf16()) {
-      uint16_t *high = scratch, *low = high + lane;
-      split_halves(x, 32 * (columns / 32), high, low);
+    uint16_t *high = scratch, *low = high + lane;
+    if (task.path == XL_MATVEC_BEST && xl_uses_avx512_bf16() && split_halves(x, 32 * (columns / 32), high, low)) {
       task.x_high = high;
       task.x_low = low;
     } else {
+      task.path = XL_MATVEC_WIDENING;
       float *even = scratch, *odd = even + lane / 2;
       for (size_t j = 0; j < columns / 2; j++) {
         even[j] = x[2 * j];

@@ -13,7 +13,7 @@ enum BenchCommand: Command {
     OptionSpec(name: "--prompt-tokens", valueName: "N", help: "tokens in the timed prefill", defaultDescription: "512"),
     OptionSpec(name: "--gen-tokens", valueName: "N", help: "tokens in each timed decode", defaultDescription: "128"),
     OptionSpec(name: "--depths", valueName: "LIST", help: "comma-separated context depths at which decode is timed", defaultDescription: "0,4096"),
-    OptionSpec(name: "--repeats", valueName: "N", help: "repetitions of each measurement; the best is reported", defaultDescription: "2"),
+    OptionSpec(name: "--repeats", valueName: "N", help: "repetitions of each measurement; the best is reported, and for --against the median of each run's ratio", defaultDescription: "2"),
     OptionSpec(name: "--json", valueName: nil, help: "print one JSON object per figure instead of a table"),
     OptionSpec(name: "--kernels", valueName: nil, help: "time the single-token matrix products of the model shapes instead (no model needed)"),
     threadsOption,
@@ -91,15 +91,19 @@ enum BenchCommand: Command {
 
     for depth in depths {
       var best: [DecodeTiming?] = Array(repeating: nil, count: subjects.count)
+      // The ratio within each run, where both models saw the same host; their best runs may
+      // come from different repeats.
+      var ratios: [Double] = []
       var residentAfter = 0
       for _ in 0..<repeats {
         let sessions = try subjects.map { subject in
-          try DecodeRun(model: subject.model, depth: depth, context: randomTokens(max(depth, 1), vocabularySize: subject.vocabularySize))
+          try DecodeRun(model: subject.model, context: randomTokens(max(depth, 1), vocabularySize: subject.vocabularySize))
         }
         let timings = try DecodeRun.alternate(sessions, tokens: generatedTokens)
         for (index, timing) in timings.enumerated() where timing.tokensPerSecond > (best[index]?.tokensPerSecond ?? 0) {
           best[index] = timing
         }
+        if comparing { ratios.append(timings[1].tokensPerSecond / timings[0].tokensPerSecond) }
         residentAfter = currentResidentBytes() ?? 0
       }
       for (index, subject) in subjects.enumerated() {
@@ -113,8 +117,11 @@ enum BenchCommand: Command {
         }
         record(named("decode \(generatedTokens) at depth \(depth)", subject), timing.tokensPerSecond, parts.isEmpty ? "" : "(\(parts.joined(separator: "; ")))")
       }
-      if comparing, let first = best[0], let second = best[1] {
-        recordRatio("decode ratio at depth \(depth), second over first", second.tokensPerSecond / first.tokensPerSecond)
+      if comparing {
+        let sorted = ratios.sorted()
+        let median = sorted.count % 2 == 1
+          ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        recordRatio("decode ratio at depth \(depth), second over first, median over runs", median)
       }
     }
     if let peak = peakResidentBytes() {
@@ -143,7 +150,7 @@ struct DecodeRun {
   let session: any ModelSession
   var logits: Tensor
 
-  init(model: any LanguageModel, depth: Int, context: [Int]) throws {
+  init(model: any LanguageModel, context: [Int]) throws {
     self.model = model
     session = model.makeSession()
     logits = Tensor(zeros: [1, 1])

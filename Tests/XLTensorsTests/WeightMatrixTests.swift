@@ -5,11 +5,12 @@ import Testing
 ///
 /// Tolerance: per output element, 1e-5 · Σ|w·x| + 1e-6, a float32 summation-order bound
 /// (the paths add the same products in a different order). The bfloat16 dot-product loop also
-/// carries x as two bfloat16 halves, off by at most 2⁻¹⁸·|x| per element, so its products
-/// stay under 0.4 of the bound's first term; with x's low half dropped they exceed it 69-fold.
+/// carries x as two bfloat16 halves, off by at most 2⁻¹⁷·|x| per element. That is 0.76 of the
+/// bound's first term when every error has the same sign, and far less for random x, whose
+/// errors cancel. With x's low half dropped the products exceeded the bound 69-fold.
 @Suite("Weight matrix products")
 struct WeightMatrixTests {
-  static let shapes: [(rows: Int, columns: Int)] = [(1, 1), (5, 17), (37, 53), (64, 576), (13, 1536), (513, 517), (3, 8227)]
+  static let shapes: [(rows: Int, columns: Int)] = [(1, 1), (5, 17), (37, 53), (64, 576), (13, 1536), (513, 517), (7, 8227)]
 
   static func random(_ count: Int, seed: UInt64) -> [Float] {
     var generator = SplitMix64(seed: seed)
@@ -129,13 +130,32 @@ struct WeightMatrixTests {
     }
   }
 
+  @Test("bfloat16 products keep infinities and NaNs", arguments: [Float.infinity, -3.4e38, .nan])
+  func bfloat16NonFinite(extreme: Float) {
+    // 3.4e38 is finite in float32 but rounds to infinity in bfloat16.
+    let (rows, columns) = (6, 96)
+    let matrix = WeightMatrix(rows: rows, columns: columns, bfloat16: Self.bfloat16(Self.random(rows * columns, seed: 40)))
+    var x = Self.random(columns, seed: 41)
+    x[37] = extreme
+    var expected = [Float](repeating: 0, count: rows)
+    matrix.referenceApply(x, count: 1, into: &expected)
+    for kernel in [WeightMatrix.BFloat16Kernel.vector, .widening, .portable] {
+      var y = [Float](repeating: 0, count: rows)
+      Self.withKernels(.vector, kernel, threads: 1) { matrix.apply(x, count: 1, into: &y) }
+      for row in 0..<rows {
+        #expect(y[row].isNaN == expected[row].isNaN, "\(kernel) row \(row): \(y[row]) against \(expected[row])")
+        #expect(y[row].isInfinite == expected[row].isInfinite, "\(kernel) row \(row): \(y[row]) against \(expected[row])")
+        if expected[row].isInfinite { #expect(y[row] == expected[row], "\(kernel) row \(row)") }
+      }
+    }
+  }
+
   @Test("bfloat16 matmul spans several conversion blocks")
   func bfloat16MatmulBlocks() {
     // 300 columns and more rows than one block holds, so the second block is partial.
     let columns = 300
     let blockRows = WeightMatrix.widenedBlockElements / columns
     let (rows, s) = (blockRows + 519, 4)
-    #expect(rows % blockRows != 0)
     let matrix = WeightMatrix(rows: rows, columns: columns, bfloat16: Self.bfloat16(Self.random(rows * columns, seed: 9)))
     let x = Self.random(s * columns, seed: 10)
     var y = [Float](repeating: 0, count: s * rows)

@@ -63,7 +63,7 @@ struct WorkflowTests {
     for depth in [0, 5] {
       let first = try #require(speed("decode 6 at depth \(depth) (\(teacher.path))"))
       let second = try #require(speed("decode 6 at depth \(depth) (\(student.path))"))
-      let reported = try #require(ratio("decode ratio at depth \(depth), second over first"))
+      let reported = try #require(ratio("decode ratio at depth \(depth), second over first, median over runs"))
       #expect(first > 0)
       #expect(second > 0)
       // The speeds are rounded to 0.1 tok/s in the output; the ratio is computed before that.

@@ -21,7 +21,7 @@ void xl_matvec_f32(
 
 /// As `xl_matvec_f32` for a bfloat16 matrix: element bits b stand for the float32 with bits
 /// b << 16. x and the sums stay float32, except that the dot-product loop carries x as two
-/// bfloat16 halves, within 2⁻¹⁸·|x| of it (see matvec.c).
+/// bfloat16 halves, within 2⁻¹⁷·|x| of it (see matvec.c).
 void xl_matvec_bf16(
     const uint16_t *w, size_t rows, size_t columns, const float *x, float *y, int accumulate, int path);
 
