@@ -36,6 +36,22 @@ struct SafetensorsWriterTests {
     #expect(try SafetensorsFile(url: url).tensor(named: "w") == tensor)
   }
 
+  @Test("tensors read again after their pages are dropped", arguments: [SafetensorsDType.f32, .bf16])
+  func readTwice(dtype: SafetensorsDType) throws {
+    // Tensors of several pages each, so that reading one drops whole pages that a second read
+    // must fault back in from the file.
+    let url = try makeTemporaryFolder().appendingPathComponent("pages.safetensors")
+    let first = Tensor(shape: [9, 1000], data: (0..<9000).map { Float($0 % 251) - 125 })
+    let second = Tensor(shape: [3, 3001], data: (0..<9003).map { Float($0 % 127) * 0.5 })
+    try SafetensorsWriter.write([("a", first), ("b", second)], dtype: dtype, to: url)
+    let file = try SafetensorsFile(url: url)
+    for _ in 0..<2 {
+      #expect(try file.tensor(named: "a") == first)
+      #expect(try file.tensor(named: "b") == second)
+      #expect(try file.weightMatrix(named: "a").floatValues() == first.data)
+    }
+  }
+
   @Test("overwrites the target and leaves no temporary file")
   func overwrites() throws {
     let folder = try makeTemporaryFolder()
