@@ -1,4 +1,4 @@
-// Times the matrix-vector products of one decoded token of an SmolLM2-135M-shaped student
+// Times the matrix-vector products of one decoded token of a SmolLM2-135M-shaped student
 // (30 layers of 1554×576, 576×576, 3072×576 and 576×1536, then the 49152×576 lm_head) with
 // the kernels of Sources/CKernels, in float32 and bfloat16, against a plain read of memory.
 //
@@ -51,7 +51,8 @@ int main(int argc, char **argv) {
     f32[m] = aligned_alloc(64, (count * sizeof(float) + 63) / 64 * 64);
     bf16[m] = aligned_alloc(64, (count * sizeof(uint16_t) + 63) / 64 * 64);
     if (f32[m] == NULL || bf16[m] == NULL) {
-      fprintf(stderr, "out of memory allocating matrix %d\n", m);
+      fprintf(stderr, "failed to allocate matrix %d (%zu × %zu); free some memory and retry\n", m, rows_of(m),
+              columns_of(m));
       return 1;
     }
     for (size_t i = 0; i < count; i++) {

@@ -4,9 +4,9 @@
 // Decode reads every weight once per token, so these products are bounded by memory
 // bandwidth, not arithmetic. Four things mattered for reaching it, measured with `xllama bench`
 // and a C harness of a whole decode's products on a 2-core AMD EPYC
-// (benchmarks/decode_products.c, with each variant compiled beside the current code). Lines ahead of the loop
-// are prefetched in software, because the hardware prefetcher alone follows interleaved row
-// streams at about half the speed of one. The weights start on 64-byte boundaries
+// (benchmarks/decode_products.c, with each variant compiled beside the current code). Lines
+// ahead of the loop are prefetched in software, because the hardware prefetcher alone follows
+// interleaved row streams at about half the speed of one. The weights start on 64-byte boundaries
 // (`AlignedElements` in WeightMatrix.swift). Each thread takes one contiguous share of the
 // rows. And the threads of a product hand over through the spinning pool of thread_pool.c
 // rather than a futex per product.
@@ -164,8 +164,8 @@ static void bf16_rows_dot(
 // Writes x's first `count` elements (a multiple of 32) as bfloat16 halves: high = bf16(x) and
 // low = bf16(x − high), both rounded to nearest even. high and low start on 64-byte boundaries.
 // Returns 0 when an element is infinite, NaN, or so large that it rounds to infinity in
-// bfloat16 (|x| ≥ 0x1.ffp127, about 3.39e38), because its low half would then be NaN. The caller then runs
-// the widening loop, which gives the portable loop's infinities and NaNs.
+// bfloat16 (|x| ≥ 0x1.ffp127, about 3.39e38), because its low half would then be NaN. The
+// caller then runs the widening loop, which gives the portable loop's infinities and NaNs.
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 static int split_halves(const float *x, size_t count, uint16_t *high, uint16_t *low) {
   const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
@@ -238,7 +238,7 @@ typedef struct {
   size_t rows, columns;
   const float *x;
   // x prepared for the bfloat16 loops: its even and odd elements for the widening loop, its
-  // bfloat16 halves for the dot-product loop.
+  // bfloat16 halves for the dot-product loop. x_high is non-NULL exactly when that loop runs.
   const float *even, *odd;
   const uint16_t *x_high, *x_low;
   float *y;
@@ -255,7 +255,7 @@ static void matvec_chunk(void *context, int chunk) {
   if (begin >= end) return;
 #if defined(__x86_64__)
   if (t->path != XL_MATVEC_PORTABLE && xl_uses_avx512()) {
-    if (t->bf16 && t->path == XL_MATVEC_BEST && xl_uses_avx512_bf16()) {
+    if (t->bf16 && t->x_high != NULL) {
       bf16_rows_dot(t->w, begin, end, t->columns, t->x, t->x_high, t->x_low, t->y, t->accumulate);
     } else if (t->bf16) {
       bf16_rows_widening(t->w, begin, end, t->columns, t->x, t->even, t->odd, t->y, t->accumulate);
@@ -273,10 +273,9 @@ static void matvec_chunk(void *context, int chunk) {
 }
 
 // Cuts the rows into chunks, one per thread when the matrix is large enough to share, and runs
-// them on the pool. One contiguous chunk per thread streamed
-// the whole decode's products 3–8% faster than two, four or eight (float32 and bfloat16, C
-// harness, interleaved runs): every chunk start waits for its first lines, and the hardware
-// prefetcher restarts. A worker that starts late still delays nothing, because the caller then
+// them on the pool. One contiguous chunk per thread streamed the whole decode's products 3–8%
+// faster than two, four or eight (float32 and bfloat16, C harness, interleaved runs), because
+// every chunk start waits for its first lines and the hardware prefetcher restarts. A worker that starts late still delays nothing, because the caller then
 // claims its chunk.
 static void run(matvec_task *task, size_t element_bytes) {
   size_t chunks = 1;

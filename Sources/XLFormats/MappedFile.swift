@@ -59,13 +59,16 @@ final class MappedFile: @unchecked Sendable {
     return UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count)
   }
 
+  /// The system's page size in bytes, the unit that `dropPages` releases.
+  private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
   /// Drops the whole pages inside `range` from this process's memory once a tensor has been
   /// copied out of them. The mapping stays valid: a later read faults the pages back in from
   /// the file. Without this, the pages of every tensor read stay resident while the map lives,
   /// so loading a model counted its file twice, once mapped and once copied.
   func dropPages(_ range: Range<Int>) {
     guard let base, !range.isEmpty else { return }
-    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let page = Self.pageSize
     let first = (range.lowerBound + page - 1) / page * page
     let last = range.upperBound / page * page
     guard last > first else { return }

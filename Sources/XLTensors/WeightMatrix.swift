@@ -189,13 +189,13 @@ public struct WeightMatrix: @unchecked Sendable {
       }
     case .bfloat16(let bits):
       bits.withUnsafeBufferPointer { w in
-        let path: Int
+        let path: Int32
         switch Self.bfloat16Kernel {
-        case .vector: path = Int(XL_MATVEC_BEST)
-        case .widening: path = Int(XL_MATVEC_WIDENING)
-        case .portable: path = Int(XL_MATVEC_PORTABLE)
+        case .vector: path = Int32(XL_MATVEC_BEST)
+        case .widening: path = Int32(XL_MATVEC_WIDENING)
+        case .portable: path = Int32(XL_MATVEC_PORTABLE)
         }
-        xl_matvec_bf16(w.baseAddress!, rows, columns, x, y, accumulate ? 1 : 0, Int32(path))
+        xl_matvec_bf16(w.baseAddress!, rows, columns, x, y, accumulate ? 1 : 0, path)
       }
     }
   }
@@ -206,9 +206,10 @@ public struct WeightMatrix: @unchecked Sendable {
   /// S tokens: `y = x · Wᵀ` (+ y) through `cblas_sgemm`. bfloat16 rows are widened to a
   /// float32 scratch block by block, which costs little beside an S-row product; below four
   /// rows the matrix-vector path runs once per row instead. A block holds up to 4M elements
-  /// (16 MiB) but at least 64 rows, so each layer matrix of SmolLM2-135M is one block. Every sgemm call packs x
-  /// again, and narrow calls run slower. With blocks of 256K elements a BF16 student pre-filled
-  /// 512 tokens at 0.83 of the float32 student's speed, against 0.96–0.98 with 4M.
+  /// (16 MiB) but at least 64 rows, so each layer matrix of SmolLM2-135M is one block. Every
+  /// sgemm call packs x again, and narrow calls run slower. With blocks of 256K elements a BF16
+  /// student pre-filled 512 tokens at 0.83 of the float32 student's speed, against 0.96–0.98
+  /// with 4M.
   public func matmul(
     _ x: UnsafePointer<Float>, count s: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false
   ) {

@@ -91,8 +91,8 @@ enum BenchCommand: Command {
 
     for depth in depths {
       var best: [DecodeTiming?] = Array(repeating: nil, count: subjects.count)
-      // The ratio within each run, where both models saw the same host; their best runs may
-      // come from different repeats.
+      // The ratio within each run, where both models saw the same host. Their best runs may
+      // come from different repeats, so the ratio is not taken from those.
       var ratios: [Double] = []
       var residentAfter = 0
       for _ in 0..<repeats {
@@ -115,36 +115,38 @@ enum BenchCommand: Command {
             format: "weights %.1f GB/s, %.0f%% of a %.1f GB/s plain read between tokens",
             share.decode, 100 * share.decode / share.read, share.read))
         }
-        record(named("decode \(generatedTokens) at depth \(depth)", subject), timing.tokensPerSecond, parts.isEmpty ? "" : "(\(parts.joined(separator: "; ")))")
+        let note = parts.isEmpty ? "" : "(\(parts.joined(separator: "; ")))"
+        record(named("decode \(generatedTokens) at depth \(depth)", subject), timing.tokensPerSecond, note)
       }
       if comparing {
-        let sorted = ratios.sorted()
-        let median = sorted.count % 2 == 1
-          ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-        recordRatio("decode ratio at depth \(depth), second over first, median over runs", median)
+        recordRatio("decode ratio at depth \(depth), second over first, median over runs", median(ratios))
       }
     }
     if let peak = peakResidentBytes() {
       let scope = comparing ? "both models" : "the model"
-      stderrLine(String(format: "peak resident memory %.0f MiB (%@); %d threads", Double(peak) / 1_048_576, scope, try options.integer("--threads", default: 2)))
+      let threads = try options.integer("--threads", default: 2)
+      stderrLine(String(format: "peak resident memory %.0f MiB (%@); %d threads", Double(peak) / 1_048_576, scope, threads))
     }
+  }
+
+  /// Returns the median of `values`, which must not be empty.
+  private static func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    let middle = sorted.count / 2
+    if sorted.count % 2 == 1 { return sorted[middle] }
+    return (sorted[middle - 1] + sorted[middle]) / 2
   }
 }
 
 /// Decode speed of one timed run, and the share of memory bandwidth its weights streamed at.
 struct DecodeTiming {
   var tokensPerSecond: Double
-  /// GB/s of decode's weights and of the plain read timed beside it; nil for a model that
+  /// GB/s of decode's weights and of the plain read timed beside it, or nil for a model that
   /// lists no decode matrices.
   var bandwidth: (decode: Double, read: Double)?
 }
 
 /// A session filled to a context depth, ready for timed decode.
-///
-/// Decode is compared with a plain read of the model's largest matrix, timed after every window
-/// of 4 tokens, so that both see the same state of a host whose memory speed drifts. Their ratio
-/// is the share of the available bandwidth that the products reach. Several runs alternate their
-/// windows, so that they too see the same host.
 struct DecodeRun {
   let model: any LanguageModel
   let session: any ModelSession
@@ -162,6 +164,13 @@ struct DecodeRun {
     }
   }
 
+  /// Decodes `tokens` greedy tokens with each run, in alternating windows of 4 tokens, and
+  /// returns each run's timing.
+  ///
+  /// Decode is compared with a plain read of the model's largest matrix, timed after every
+  /// window, so that both see the same state of a host whose memory speed drifts. Their ratio is
+  /// the share of the available bandwidth that the products reach. Several runs alternate their
+  /// windows so that they too see the same host.
   static func alternate(_ runs: [DecodeRun], tokens: Int) throws -> [DecodeTiming] {
     var runs = runs
     var decodeSeconds = [Double](repeating: 0, count: runs.count)

@@ -36,7 +36,7 @@ struct SafetensorsWriterTests {
     #expect(try SafetensorsFile(url: url).tensor(named: "w") == tensor)
   }
 
-  @Test("tensors read again after their pages are dropped", arguments: [SafetensorsDType.f32, .bf16])
+  @Test("tensor reads after dropped pages", arguments: [SafetensorsDType.f32, .bf16])
   func readTwice(dtype: SafetensorsDType) throws {
     // Tensors of several pages each, so that reading one drops whole pages that a second read
     // must fault back in from the file.

@@ -66,7 +66,7 @@ struct WorkflowTests {
       let reported = try #require(ratio("decode ratio at depth \(depth), second over first, median over runs"))
       #expect(first > 0)
       #expect(second > 0)
-      // The speeds are rounded to 0.1 tok/s in the output; the ratio is computed before that.
+      // The output rounds the speeds to 0.1 tok/s, and the ratio is computed before rounding.
       #expect(abs(reported - second / first) <= 0.002 + 0.1 / first)
     }
     #expect(speed("prefill 8 (\(teacher.path))") != nil)

@@ -30,7 +30,7 @@ public enum ModelLoader {
   /// Loads the model at `path`: a `.gguf` file, or a folder with `config.json`, weights in
   /// `model.safetensors` (or shards listed in `model.safetensors.index.json`) and
   /// `tokenizer.json`. The network keeps copies of its weights, so the files are closed and
-  /// unmapped on return; `open` gives the raw weights for inspection and linearization.
+  /// unmapped on return. `open` gives the raw weights for inspection and linearization.
   public static func load(_ path: String) throws -> LoadedModel {
     let (configuration, weights, tokenizer, template, format) = try open(path)
     let model: any LanguageModel
